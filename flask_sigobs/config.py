@@ -1,0 +1,237 @@
+"""Settings: read once at ``init_app``, validated, then frozen.
+
+Every key is looked up in ``app.config`` first, then in the environment under the same name,
+then falls back to its default. Resolving everything here keeps the per-request path free of
+configuration look-ups, and failing here (with the key's name) keeps a typo from turning into a
+silent, empty log.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import catalogue
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR, "critical": logging.CRITICAL}
+
+#: Each key, its default and what it is for. The README's configuration table mirrors this.
+DEFAULTS: dict[str, Any] = {
+    "SIGOBS_SERVICE_NAME": None,  # falls back to OTEL_SERVICE_NAME, then the app's name
+    "SIGOBS_LOG_LEVEL": "info",
+    "SIGOBS_LOG_FORMAT": "json",
+    "SIGOBS_LOG_FILE": None,  # None: standard output
+    "SIGOBS_SIGNALS": "default",
+    "SIGOBS_SIGNAL_LEVELS": "",
+    "SIGOBS_EXCLUDED_PATHS": "{static}/*,/favicon.ico,/health,/healthz",
+    "SIGOBS_REDACT_KEYS": "",
+    "SIGOBS_REQUEST_ID_HEADER": "X-Request-ID",
+    "SIGOBS_TRUSTED_PROXIES": 0,
+    "SIGOBS_SPAN_SOURCE": "otel",
+    "SIGOBS_MAX_VALUE_LENGTH": 1024,
+    "SIGOBS_CAPTURE_LOGGING": True,
+    "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
+}
+
+SPAN_SOURCES = ("otel",)
+
+
+class ConfigError(ValueError):
+    """Raised by ``init_app`` when a setting is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    service_name: str
+    log_level: int
+    log_format: str
+    log_file: str | None
+    signals: frozenset[str]
+    signal_levels: Mapping[str, int]
+    excluded_paths: tuple[str, ...]
+    excluded_re: re.Pattern[str] | None
+    redact_keys: tuple[str, ...]
+    request_id_header: str
+    request_id_environ_key: str
+    trusted_proxies: int
+    span_source: str
+    max_value_length: int
+    capture_logging: bool
+    span_exporter: Any = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def level_of(self, signal_name: str) -> int:
+        return self.signal_levels[signal_name]
+
+
+def _lookup(app_config: Mapping[str, Any], key: str, environ: Mapping[str, str]) -> tuple[Any, str]:
+    if key in app_config and app_config[key] is not None:
+        return app_config[key], "app.config"
+    if key in environ:
+        return environ[key], "environment"
+    return DEFAULTS[key], "default"
+
+
+def _as_list(value: Any, key: str) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [str(part).strip() for part in value if str(part).strip()]
+    raise ConfigError(f"{key} must be a comma-separated string or a list, not {type(value).__name__}")
+
+
+def _as_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}")
+
+
+def _as_int(value: Any, key: str, minimum: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be an integer, not {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{key} must be at least {minimum}, not {number}")
+    return number
+
+
+def _as_level(value: Any, key: str) -> int:
+    level = LEVELS.get(str(value).strip().lower())
+    if level is None:
+        raise ConfigError(f"{key} must be one of {', '.join(LEVELS)}, not {value!r}")
+    return level
+
+
+def parse_signals(value: Any, key: str = "SIGOBS_SIGNALS") -> frozenset[str]:
+    """``default``, ``all``, a list of names, or ``+name`` / ``-name`` edits of the default."""
+    chosen: set[str] | None = None
+    edits: list[str] = []
+    for token in _as_list(value, key):
+        name = token.lstrip("+-")
+        if token in ("default", "all"):
+            chosen = set(catalogue.DEFAULT_ON if token == "default" else catalogue.SIGNALS)
+            continue
+        if name not in catalogue.SIGNALS:
+            raise ConfigError(f"{key}: unknown signal {name!r}; known: {', '.join(catalogue.SIGNALS)}")
+        if token[0] in "+-":
+            edits.append(token)
+        else:
+            chosen = (chosen or set()) | {name}
+    result = set(catalogue.DEFAULT_ON) if chosen is None else chosen
+    for token in edits:
+        (result.add if token[0] == "+" else result.discard)(token[1:])
+    return frozenset(result)
+
+
+def parse_signal_levels(value: Any, key: str = "SIGOBS_SIGNAL_LEVELS") -> dict[str, int]:
+    levels = {name: spec.level for name, spec in catalogue.SIGNALS.items()}
+    for token in _as_list(value, key):
+        name, sep, level = token.partition("=")
+        if not sep or name.strip() not in catalogue.SIGNALS:
+            raise ConfigError(f"{key}: expected signal=level pairs, got {token!r}")
+        levels[name.strip()] = _as_level(level, key)
+    return levels
+
+
+def compile_excluded(patterns: list[str]) -> re.Pattern[str] | None:
+    """Glob patterns over the URL path, joined into one regular expression."""
+    if not patterns:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
+
+
+def otel_excluded_urls(patterns: tuple[str, ...]) -> str:
+    """The same patterns in the form opentelemetry-instrumentation-flask searches full URLs with."""
+    parts = []
+    for pattern in patterns:
+        body = fnmatch.translate(pattern)[4:-3]  # strip fnmatch's "(?s:" and ")\Z"
+        parts.append(f"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+{body}(?:\\?|$)")
+    return ",".join(parts)
+
+
+def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every ``SIGOBS_*`` key for ``app``."""
+    environ = os.environ if environ is None else environ
+    config = app.config
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for key in DEFAULTS:
+        values[key], sources[key] = _lookup(config, key, environ)
+
+    service_name = values["SIGOBS_SERVICE_NAME"]
+    if service_name is None:
+        if environ.get("OTEL_SERVICE_NAME"):
+            service_name, sources["SIGOBS_SERVICE_NAME"] = environ["OTEL_SERVICE_NAME"], "OTEL_SERVICE_NAME"
+        else:
+            service_name = app.name
+    if not isinstance(service_name, str) or not service_name.strip():
+        raise ConfigError(f"SIGOBS_SERVICE_NAME must be a non-empty string, not {service_name!r}")
+
+    log_format = str(values["SIGOBS_LOG_FORMAT"]).strip().lower()
+    if log_format not in ("json", "console"):
+        raise ConfigError(f"SIGOBS_LOG_FORMAT must be 'json' or 'console', not {values['SIGOBS_LOG_FORMAT']!r}")
+
+    log_file = values["SIGOBS_LOG_FILE"]
+    if log_file in ("", "-", "stdout"):
+        log_file = None
+    if log_file is not None:
+        log_file = os.fspath(log_file)
+        parent = os.path.dirname(os.path.abspath(log_file))
+        if not os.path.isdir(parent):
+            raise ConfigError(f"SIGOBS_LOG_FILE: directory {parent!r} does not exist")
+
+    static = (app.static_url_path or "").rstrip("/") if getattr(app, "has_static_folder", False) else ""
+    excluded = []
+    for pattern in _as_list(values["SIGOBS_EXCLUDED_PATHS"], "SIGOBS_EXCLUDED_PATHS"):
+        if "{static}" in pattern:
+            if not static:
+                continue
+            pattern = pattern.replace("{static}", static)
+        if not pattern.startswith(("/", "*")):
+            raise ConfigError(f"SIGOBS_EXCLUDED_PATHS: {pattern!r} must start with '/' (a URL path glob)")
+        excluded.append(pattern)
+
+    header = str(values["SIGOBS_REQUEST_ID_HEADER"]).strip()
+    if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", header):
+        raise ConfigError(f"SIGOBS_REQUEST_ID_HEADER must be an HTTP header name, not {header!r}")
+
+    span_source = str(values["SIGOBS_SPAN_SOURCE"]).strip().lower()
+    if span_source not in SPAN_SOURCES:
+        raise ConfigError(f"SIGOBS_SPAN_SOURCE must be one of {', '.join(SPAN_SOURCES)}, not {span_source!r}")
+
+    exporter = values["SIGOBS_SPAN_EXPORTER"]
+    if exporter is not None and not hasattr(exporter, "export"):
+        raise ConfigError("SIGOBS_SPAN_EXPORTER must be a SpanExporter instance (app.config only)")
+
+    return Settings(
+        service_name=service_name.strip(),
+        log_level=_as_level(values["SIGOBS_LOG_LEVEL"], "SIGOBS_LOG_LEVEL"),
+        log_format=log_format,
+        log_file=log_file,
+        signals=parse_signals(values["SIGOBS_SIGNALS"]),
+        signal_levels=parse_signal_levels(values["SIGOBS_SIGNAL_LEVELS"]),
+        excluded_paths=tuple(excluded),
+        excluded_re=compile_excluded(excluded),
+        redact_keys=tuple(k.lower() for k in _as_list(values["SIGOBS_REDACT_KEYS"], "SIGOBS_REDACT_KEYS")),
+        request_id_header=header,
+        request_id_environ_key="HTTP_" + header.upper().replace("-", "_"),
+        trusted_proxies=_as_int(values["SIGOBS_TRUSTED_PROXIES"], "SIGOBS_TRUSTED_PROXIES", 0),
+        span_source=span_source,
+        max_value_length=_as_int(values["SIGOBS_MAX_VALUE_LENGTH"], "SIGOBS_MAX_VALUE_LENGTH", 16),
+        capture_logging=_as_bool(values["SIGOBS_CAPTURE_LOGGING"], "SIGOBS_CAPTURE_LOGGING"),
+        span_exporter=exporter,
+        sources=sources,
+    )

@@ -1,0 +1,113 @@
+"""The event: what one signal firing becomes, and the attribute builders for each kind.
+
+Attribute names are OpenTelemetry semantic conventions, the same keys in the log line and on the
+span event. Builders take what the signal gives and return a flat dict of already-cleaned values.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from .redaction import Redactor
+from .requeststate import RequestState, client_address
+
+MAX_FRAMES = 30
+MAX_STACKTRACE = 8192
+
+
+class Event:
+    __slots__ = ("name", "level", "attributes", "time_ns", "exception")
+
+    def __init__(self, name: str, level: int, attributes: dict[str, Any],
+                 exception: BaseException | None = None) -> None:
+        self.name = name
+        self.level = level
+        self.attributes = attributes
+        self.time_ns = time.time_ns()
+        self.exception = exception
+
+
+def request_attributes(request: Any, state: RequestState, redactor: Redactor, trusted_proxies: int) -> dict[str, Any]:
+    """Who asked for what: built once per request and reused by every request event."""
+    environ = request.environ
+    attrs: dict[str, Any] = {
+        "http.request.method": redactor.text(environ.get("REQUEST_METHOD", "")),
+        "url.path": redactor.text(request.path),
+    }
+    rule = request.url_rule
+    if rule is not None:
+        attrs["http.route"] = rule.rule
+    query = environ.get("QUERY_STRING")
+    if query:
+        attrs["url.query"] = redactor.query(query)
+    attrs["client.address"] = client_address(environ, trusted_proxies)
+    agent = environ.get("HTTP_USER_AGENT")
+    if agent:
+        attrs["user_agent.original"] = redactor.text(agent)
+    attrs["request.id"] = state.request_id
+    return attrs
+
+
+def finished_attributes(state: RequestState, response: Any) -> dict[str, Any]:
+    """The access-log line: the request attributes plus the outcome."""
+    attrs = dict(state.base or {})
+    attrs["http.response.status_code"] = response.status_code
+    attrs["duration_ms"] = round((time.perf_counter() - state.started) * 1000, 3)
+    size = response.content_length
+    if size is not None:
+        attrs["http.response.body.size"] = size
+    if state.user_id is not None:
+        attrs["enduser.id"] = state.user_id
+    return attrs
+
+
+def exception_type(exc: BaseException) -> str:
+    cls = type(exc)
+    module = cls.__module__
+    return cls.__qualname__ if module in ("builtins", "__main__") else f"{module}.{cls.__qualname__}"
+
+
+def exception_attributes(exc: BaseException, redactor: Redactor) -> dict[str, Any]:
+    """Type, message and stack trace, both as text (the OpenTelemetry key) and as frames."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {type(exc).__name__}>"
+    frames = traceback.extract_tb(exc.__traceback__, limit=-MAX_FRAMES) if exc.__traceback__ else []
+    try:
+        stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-MAX_FRAMES))
+    except Exception:
+        stack = "".join(traceback.format_list(frames))
+    if len(stack) > MAX_STACKTRACE:
+        stack = "..." + stack[-MAX_STACKTRACE:]
+    return {
+        "exception.type": exception_type(exc),
+        "exception.message": redactor.text(message),
+        "exception.stacktrace": stack,
+        "exception.frames": [
+            {"file": f.filename, "line": f.lineno, "function": f.name} for f in frames
+        ],
+    }
+
+
+def user_id(user: Any, redactor: Redactor) -> str | None:
+    """An id from whatever a sender passes as the user: an id, a name or a user object."""
+    if user is None:
+        return None
+    if isinstance(user, (str, int)):
+        return redactor.text(str(user))
+    try:
+        get_id = getattr(user, "get_id", None)  # Flask-Login's UserMixin
+        if callable(get_id):
+            value = get_id()
+        else:
+            value = getattr(user, "id", None)
+            if value is None:
+                value = getattr(user, "username", None)
+            if value is None:
+                value = user
+        return redactor.text(str(value))
+    except Exception:
+        return f"<unprintable {type(user).__name__}>"

@@ -1,0 +1,409 @@
+"""``SigObs``: the Flask extension, and the per-app runtime that turns signals into events.
+
+The path of one event: a receiver below (guarded, strongly referenced) builds its attributes with
+``events`` (cleaned by ``redaction``), :meth:`AppRuntime.emit` ties it to its request's state and
+span, then the ``logsink`` writes the JSON line and the ``tracesink`` adds the span event.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import weakref
+from typing import Any, Callable
+
+import flask
+from blinker import ANY, Signal
+from opentelemetry import trace
+
+from . import auth, catalogue, config, events, flask_login_bridge, otel_setup, structlog_setup
+from .errors import report_once
+from .events import Event
+from .logsink import LineWriter, LogSink
+from .redaction import Redactor
+from .requeststate import STATE_KEY, RequestState, current, request_id_from
+from .tracesink import TraceSink
+
+MAX_PENDING = 64
+EXCLUDED = object()  # the state of a request on an excluded path: no events
+
+
+def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """Whatever fails inside a receiver stays inside it: reported once, never raised."""
+
+    @functools.wraps(receiver)
+    def call(*args: Any, **kwargs: Any) -> None:
+        try:
+            receiver(*args, **kwargs)
+        except Exception as exc:
+            report_once(("receiver", name, type(exc)), "flask-sigobs receiver for %s failed: %r",
+                        name, exc, exc_info=True)
+
+    return call
+
+
+class AppRuntime:
+    """Everything flask-sigobs keeps for one app, resolved once at ``init_app``."""
+
+    def __init__(self, app: flask.Flask, settings: config.Settings) -> None:
+        self._app = weakref.ref(app)  # the app holds us (hooks); we must not hold it back
+        self.settings = settings
+        self.redactor = Redactor(settings.redact_keys, settings.max_value_length)
+        self.writer = LineWriter(settings.log_file)
+        logger, self.structlog_owner = structlog_setup.configure(
+            app, self.writer, settings.log_format, settings.log_level,
+            settings.capture_logging, settings.service_name)
+        self.log_sink = LogSink(logger, settings.service_name, settings.log_level)
+        self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
+            settings.service_name, settings.span_exporter)
+        excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
+        self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
+        self.trace_sink = TraceSink(record_exceptions=False)
+        self.uses_flask_login = False
+        self._receivers: list[tuple[Any, Callable[..., Any]]] = []
+        self._connect()
+        self._install_hooks()
+
+    # -- wiring ---------------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        enabled = self.settings.signals
+        always = {"request_started", "request_finished"}  # they carry request id and state
+        for name, spec in catalogue.SIGNALS.items():
+            if name in enabled or name in always:
+                receiver = guarded(getattr(self, f"on_{name}"), f"flask.{name}")
+                spec.signal.connect(receiver, sender=self.app)  # weak: self._receivers keeps it
+                self._receivers.append((spec.signal, receiver))
+        self._enabled = {name: name in enabled for name in catalogue.SIGNALS}
+        self._levels = dict(self.settings.signal_levels)
+
+    @property
+    def app(self) -> flask.Flask:
+        return self._app()  # type: ignore[return-value]
+
+    def _install_hooks(self) -> None:
+        app = self.app
+        funcs = app.before_request_funcs.setdefault(None, [])
+        otel_hook = getattr(app, "_before_request", None)
+        position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
+        funcs.insert(position, self.before_request)  # right after the span is started
+        self._inner_wsgi = app.wsgi_app
+        app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
+
+    def disconnect(self) -> None:
+        for signal, receiver in self._receivers:
+            signal.disconnect(receiver)
+        self._receivers.clear()
+
+    # -- the request state ----------------------------------------------------------------
+
+    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Outermost: creates the request state, and ends the span once everything is said."""
+        excluded = self.settings.excluded_re
+        if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
+            environ[STATE_KEY] = EXCLUDED
+            return self._inner_wsgi(environ, start_response)
+        state = RequestState(environ, request_id_from(environ.get(self.settings.request_id_environ_key)),
+                             self.settings.service_name)
+        environ[STATE_KEY] = state
+        token = current.set(state)
+        try:
+            result = self._inner_wsgi(environ, start_response)
+        except BaseException:
+            self.finish(state)
+            raise
+        finally:
+            current.reset(token)
+        if state.end_requested or state.span is None:
+            self.finish(state)
+            return result
+        return _FinishOnClose(result, self, state)  # a stream still holds the request context
+
+    def state(self) -> Any:
+        """This request's state, ``EXCLUDED``, or ``None`` outside a request."""
+        state = current.get()
+        if state is None and flask.has_request_context():
+            environ = flask.request.environ
+            state = environ.get(STATE_KEY)
+            if state is None:  # served without our WSGI wrapper (a test request context, ...)
+                excluded = self.settings.excluded_re
+                if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
+                    state = EXCLUDED
+                else:
+                    state = RequestState(environ, request_id_from(
+                        environ.get(self.settings.request_id_environ_key)), self.settings.service_name)
+                environ[STATE_KEY] = state
+        return state
+
+    def before_request(self) -> None:
+        """Runs right after the span source's own ``before_request``: the span now exists."""
+        try:
+            state = self.state()
+            if state is None or state is EXCLUDED:
+                return
+            span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
+            if span is not None and state.span is None:
+                self._adopt_span(state, span)
+            if state.pending:
+                self._flush(state)
+        except Exception as exc:
+            report_once(("before_request", type(exc)), "flask-sigobs before_request failed: %r", exc)
+
+    def _adopt_span(self, state: RequestState, span: Any) -> None:
+        state.span = span
+        context = span.get_span_context()
+        if context.is_valid:
+            state.trace_id = format(context.trace_id, "032x")
+            state.span_id = format(context.span_id, "016x")
+        if span.is_recording():
+            if STATE_KEY in state.environ and current.get() is state:
+                otel_setup.hold_end(span, state)  # our wsgi_app is there to release it
+            query = state.environ.get("QUERY_STRING")
+            if query and state.base and state.base.get("url.query") != query:
+                otel_setup.redact_span_query(span, query, state.base["url.query"])
+
+    def finish(self, state: RequestState) -> None:
+        try:
+            state.finished = True
+            if state.pending:
+                self._flush(state)
+            if state.span is not None:
+                otel_setup.release_end(state.span)
+        except Exception as exc:
+            report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
+
+    # -- one event, both outputs ----------------------------------------------------------
+
+    def emit(self, name: str, level: int, attributes: dict[str, Any], state: Any,
+             exception: BaseException | None = None) -> None:
+        event = Event(name, level, attributes, exception)
+        if state is None or state is EXCLUDED:
+            self._deliver(event, None)
+            return
+        attributes.setdefault("request.id", state.request_id)
+        if state.span is None and not state.finished:
+            span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
+            if span is None:  # before the span source's before_request: wait for the span
+                if len(state.pending) < MAX_PENDING:
+                    state.pending.append(event)
+                return
+            self._adopt_span(state, span)
+        if state.pending:
+            self._flush(state)
+        self._deliver(event, state)
+
+    def _flush(self, state: RequestState) -> None:
+        pending, state.pending = state.pending, []
+        for event in pending:
+            self._deliver(event, state)
+
+    def _deliver(self, event: Event, state: RequestState | None) -> None:
+        if state is not None:
+            span, trace_id, span_id = state.span, state.trace_id, state.span_id
+        else:
+            span = trace.get_current_span()
+            context = span.get_span_context()
+            trace_id = format(context.trace_id, "032x") if context.is_valid else None
+            span_id = format(context.span_id, "016x") if context.is_valid else None
+        try:
+            self.log_sink.emit(event, trace_id, span_id)
+        except Exception as exc:
+            report_once(("log", type(exc)), "flask-sigobs could not log %s: %r", event.name, exc)
+        if span is not None:
+            try:
+                self.trace_sink.emit(span, event)
+            except Exception as exc:
+                report_once(("span", type(exc)), "flask-sigobs could not add %s to the span: %r",
+                            event.name, exc)
+
+    # -- Flask's signals --------------------------------------------------------------------
+
+    def _request_event(self, name: str, attributes: dict[str, Any], state: Any,
+                       exception: BaseException | None = None) -> None:
+        if self._enabled[name] and state is not None and state is not EXCLUDED:
+            self.emit(f"flask.{name}", self._levels[name], attributes, state, exception)
+
+    def _context_event(self, name: str, attributes: dict[str, Any]) -> None:
+        state = self.state()
+        if state is not EXCLUDED:
+            self.emit(f"flask.{name}", self._levels[name], attributes, state)
+
+    def on_appcontext_pushed(self, sender: Any, **_: Any) -> None:
+        self._context_event("appcontext_pushed", {})
+
+    def on_request_started(self, sender: Any, **_: Any) -> None:
+        state = self.state()
+        if state is None or state is EXCLUDED:
+            return
+        state.base = events.request_attributes(flask.request, state, self.redactor,
+                                               self.settings.trusted_proxies)
+        self._request_event("request_started", dict(state.base), state)
+
+    def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
+        self._context_event("before_render_template", {"template.name": str(template.name or "<string>")})
+
+    def on_template_rendered(self, sender: Any, template: Any, **_: Any) -> None:
+        self._context_event("template_rendered", {"template.name": str(template.name or "<string>")})
+
+    def on_message_flashed(self, sender: Any, category: Any = "message", **_: Any) -> None:
+        self._context_event("message_flashed", {"flask.flash.category": self.redactor.clean(category)})
+
+    def on_got_request_exception(self, sender: Any, exception: BaseException, **_: Any) -> None:
+        state = self.state()
+        attributes = {}
+        if state is not None and state is not EXCLUDED and state.base:
+            for key in ("http.request.method", "http.route", "url.path"):
+                if key in state.base:
+                    attributes[key] = state.base[key]
+        attributes.update(events.exception_attributes(exception, self.redactor))
+        self._request_event("got_request_exception", attributes, state, exception)
+
+    def on_request_finished(self, sender: Any, response: Any, **_: Any) -> None:
+        state = self.state()
+        if state is None or state is EXCLUDED:
+            return
+        state.finished = True
+        response.headers[self.settings.request_id_header] = state.request_id
+        if state.user_id is None and self.uses_flask_login:
+            user = flask.g.get("_login_user")
+            if user is not None and getattr(user, "is_authenticated", False):
+                state.user_id = events.user_id(user, self.redactor)
+        if state.base is None:
+            state.base = events.request_attributes(flask.request, state, self.redactor,
+                                                   self.settings.trusted_proxies)
+        attributes = events.finished_attributes(state, response)
+        level = self._levels["request_finished"]
+        if response.status_code >= 500:
+            level = max(level, logging.ERROR)
+        if self._enabled["request_finished"]:
+            self.emit("flask.request_finished", level, attributes, state)
+
+    def on_request_tearing_down(self, sender: Any, exc: BaseException | None = None, **_: Any) -> None:
+        attributes = {"exception.type": events.exception_type(exc)} if exc is not None else {}
+        self._request_event("request_tearing_down", attributes, self.state())
+
+    def on_appcontext_tearing_down(self, sender: Any, exc: BaseException | None = None, **_: Any) -> None:
+        attributes = {"exception.type": events.exception_type(exc)} if exc is not None else {}
+        self._context_event("appcontext_tearing_down", attributes)
+
+    def on_appcontext_popped(self, sender: Any, **_: Any) -> None:
+        self._context_event("appcontext_popped", {})
+
+    # -- auth and custom signals --------------------------------------------------------------
+
+    def signal_event(self, name: str, level: int, sender: Any, data: dict[str, Any], is_auth: bool) -> None:
+        state = self.state()
+        if state is EXCLUDED:
+            state = None
+        attributes: dict[str, Any] = {}
+        user = data.pop("user", None)
+        if user is not None or is_auth:
+            uid = events.user_id(user, self.redactor)
+            if uid is not None:
+                attributes["enduser.id"] = uid
+                if state is not None and name in ("auth.login_succeeded", "auth.user_logged_in"):
+                    state.user_id = uid
+        if state is not None and state.base:
+            if is_auth:
+                for key in ("client.address", "user_agent.original"):
+                    if key in state.base:
+                        attributes[key] = state.base[key]
+        elif is_auth and flask.has_request_context():
+            from .requeststate import client_address
+
+            attributes["client.address"] = client_address(flask.request.environ, self.settings.trusted_proxies)
+        if not is_auth and sender is not self.app and sender is not None:
+            attributes["signal.sender"] = self.redactor.clean(sender)
+        attributes.update(self.redactor.mapping(data))
+        self.emit(name, level, attributes, state)
+
+
+class _FinishOnClose:
+    """A streamed body: the request (and its span) ends when the server closes the body."""
+
+    def __init__(self, iterable: Any, runtime: AppRuntime, state: RequestState) -> None:
+        self._iterable = iterable
+        self._runtime = runtime
+        self._state = state
+
+    def __iter__(self) -> Any:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            self._runtime.finish(self._state)
+
+
+class SigObs:
+    """Observe a Flask app's signals as JSON log lines and OpenTelemetry span events.
+
+    ``SigObs(app)``, or ``SigObs()`` then ``init_app(app)`` for each app of an app factory. One
+    instance may serve several apps; each keeps its own settings, service name and outputs.
+    """
+
+    def __init__(self, app: flask.Flask | None = None) -> None:
+        self._runtimes: weakref.WeakKeyDictionary[flask.Flask, AppRuntime] = weakref.WeakKeyDictionary()
+        self._observed: dict[Any, tuple[str | None, int, Any, Callable[..., Any]]] = {}
+        self._connect_auth()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: flask.Flask) -> None:
+        """Attach to ``app``: read its settings, set up OpenTelemetry and structlog, connect."""
+        existing = app.extensions.get("sigobs")
+        if existing is not None:
+            if existing is self:
+                return
+            raise RuntimeError("flask-sigobs is already attached to this app by another SigObs")
+        settings = config.load(app)
+        runtime = AppRuntime(app, settings)
+        runtime.uses_flask_login = hasattr(app, "login_manager") or "flask_login" in app.extensions
+        self._runtimes[app] = runtime
+        app.extensions["sigobs"] = self
+
+    def runtime(self, app: flask.Flask | None = None) -> AppRuntime:
+        """The per-app runtime (settings, sinks, tracer provider) of ``app`` or the current app."""
+        app = app or flask.current_app._get_current_object()
+        return self._runtimes[app]
+
+    def observe(self, signal: Signal, *, event: str | None = None, level: str = "info",
+                sender: Any = ANY) -> None:
+        """Make any blinker signal produce a log line and a span event named ``event``."""
+        number = config.LEVELS.get(str(level).lower())
+        if number is None:
+            raise ValueError(f"level must be one of {', '.join(config.LEVELS)}, not {level!r}")
+        name = event or getattr(signal, "name", None)
+        if not name:
+            raise ValueError("an anonymous signal needs event='name'")
+        if signal in self._observed:
+            signal.disconnect(self._observed[signal][3])
+        receiver = guarded(functools.partial(self._on_signal, name, number, False), name)
+        signal.connect(receiver, sender=sender)  # weak: self._observed keeps it as long as we live
+        self._observed[signal] = (event, number, sender, receiver)
+
+    def _connect_auth(self) -> None:
+        sources = [(signal, f"auth.{signal.name}", level) for signal, level in auth.LEVELS.items()]
+        sources += flask_login_bridge.signals()
+        self._auth_receivers = []
+        for signal, name, level in sources:
+            receiver = guarded(functools.partial(self._on_signal, name, level, True), name)
+            signal.connect(receiver)  # weak: held below as long as this SigObs lives
+            self._auth_receivers.append((signal, receiver))
+
+    def _on_signal(self, name: str, level: int, is_auth: bool, sender: Any, **data: Any) -> None:
+        runtime = self._runtime_for(sender)
+        if runtime is not None:
+            runtime.signal_event(name, level, sender, data, is_auth)
+
+    def _runtime_for(self, sender: Any) -> AppRuntime | None:
+        if flask.has_app_context():
+            return self._runtimes.get(flask.current_app._get_current_object())
+        if isinstance(sender, flask.Flask):
+            return self._runtimes.get(sender)
+        if len(self._runtimes) == 1:
+            return next(iter(self._runtimes.values()))
+        return None

@@ -1,0 +1,69 @@
+"""What flask-sigobs remembers about one request while it runs.
+
+Flask sends ``appcontext_pushed`` before a request context exists and ``appcontext_popped``
+after it is gone, and the server span only exists between the ``before_request`` and
+``teardown_request`` functions. The state below outlives all of that: the outermost WSGI
+wrapper creates it, a context variable makes it reachable from every signal of the request, and
+it carries what must be shared by all events of the request (request id, span, ids, user).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import time
+from contextvars import ContextVar
+from typing import Any
+
+STATE_KEY = "flask_sigobs.state"
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+
+current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", default=None)
+
+
+class RequestState:
+    __slots__ = ("environ", "request_id", "service_name", "started", "span", "trace_id", "span_id",
+                 "pending", "user_id", "base", "finished", "end_requested", "__weakref__")
+
+    def __init__(self, environ: dict[str, Any], request_id: str, service_name: str) -> None:
+        self.environ = environ
+        self.request_id = request_id
+        self.service_name = service_name
+        self.started = time.perf_counter()
+        self.span: Any = None
+        self.trace_id: str | None = None
+        self.span_id: str | None = None
+        self.pending: list[Any] = []
+        self.user_id: str | None = None
+        self.base: dict[str, Any] | None = None  # request attributes, built once at request_started
+        self.finished = False  # request_finished seen: later events no longer wait for the span
+        self.end_requested = False  # the span source asked to end the span; we end it last
+
+
+def request_id_from(header_value: str | None) -> str:
+    """The incoming id when it is a short, safe token; a fresh random one otherwise."""
+    if header_value and _SAFE_REQUEST_ID.match(header_value):
+        return header_value
+    return os.urandom(16).hex()
+
+
+def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
+    """The socket peer, or the ``X-Forwarded-For`` hop our trusted proxies vouch for.
+
+    With ``trusted_proxies = N`` the N-th address from the right of ``X-Forwarded-For`` is the
+    client (each trusted proxy appends the address it saw). Anything that is not an IP address
+    is ignored, so a forged header cannot inject text into the logs.
+    """
+    remote = environ.get("REMOTE_ADDR") or ""
+    if trusted_proxies:
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if forwarded:
+            hops = forwarded.split(",")
+            if len(hops) >= trusted_proxies:
+                candidate = hops[-trusted_proxies].strip()
+                try:
+                    return str(ipaddress.ip_address(candidate))
+                except ValueError:
+                    pass
+    return remote

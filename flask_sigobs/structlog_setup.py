@@ -1,0 +1,163 @@
+"""structlog and stdlib ``logging``: configure them when the app has not, join them when it has.
+
+Either way the app's own log calls made during a request carry the request's ``trace_id``,
+``span_id`` and ``request.id``: :func:`add_correlation` is a structlog processor that reads them
+from the request state and the current span.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import flask
+import structlog
+from opentelemetry import trace
+
+from . import requeststate
+from .logsink import LineWriter, own_logger, renderer
+
+
+def current_state() -> requeststate.RequestState | None:
+    state = requeststate.current.get()
+    if state is None and flask.has_request_context():
+        state = flask.request.environ.get(requeststate.STATE_KEY)
+    return state
+
+
+def add_correlation(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the request's correlation fields, unless the event has its own."""
+    state = current_state()
+    if state is not None:
+        event_dict.setdefault("service.name", state.service_name)
+        event_dict.setdefault("request.id", state.request_id)
+        if state.trace_id is not None and "trace_id" not in event_dict:
+            event_dict["trace_id"] = state.trace_id
+            event_dict["span_id"] = state.span_id
+    if "trace_id" not in event_dict:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            event_dict["trace_id"] = format(context.trace_id, "032x")
+            event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
+class _Router:
+    """The app-wide structlog/logging destination: the current request's app, else the latest."""
+
+    def __init__(self) -> None:
+        self.writers: dict[str, LineWriter] = {}
+        self.fallback: LineWriter | None = None
+
+    def msg(self, message: str | bytes) -> None:
+        state = current_state()
+        writer = self.writers.get(state.service_name) if state is not None else None
+        (writer or self.fallback or LineWriter()).msg(message)
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _Setup:
+    """Process-wide facts: structlog's and logging's configuration are process-wide too."""
+
+    owns_structlog = False
+    router = _Router()
+    handler: logging.Handler | None = None
+
+
+class _LineHandler(logging.Handler):
+    def __init__(self, router: _Router, level: int) -> None:
+        super().__init__(level)
+        self.router = router
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.router.msg(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+class _CorrelationFilter(logging.Filter):
+    """For an app that configured logging itself: correlation fields as record attributes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = add_correlation(None, "", {})
+        for key, value in fields.items():
+            setattr(record, key, value)
+        return True
+
+
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False))  # locals can hold secrets
+
+
+def _as_text(render: Any) -> Any:
+    """logging's formatters must return ``str``; our JSON renderer returns ``bytes``."""
+
+    def text(logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+        rendered = render(logger, method_name, event_dict)
+        return rendered.decode("utf-8") if isinstance(rendered, bytes) else rendered
+
+    return text
+
+
+def configure(app: flask.Flask, writer: LineWriter, log_format: str, level: int,
+              capture_logging: bool, service_name: str) -> tuple[Any, str]:
+    """Set structlog (and stdlib logging) up for ``app``; return our events' logger and who owns it."""
+    _Setup.router.writers[service_name] = writer
+    _Setup.router.fallback = writer
+    chain_renderer = renderer(log_format, writer)
+    if not structlog.is_configured() or _Setup.owns_structlog:
+        if not _Setup.owns_structlog:
+            structlog.configure(
+                processors=[
+                    structlog.contextvars.merge_contextvars,
+                    structlog.processors.add_log_level,
+                    add_correlation,
+                    structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    _TRACEBACKS,
+                    chain_renderer,
+                ],
+                wrapper_class=structlog.make_filtering_bound_logger(level),
+                logger_factory=lambda *args: _Setup.router,
+                cache_logger_on_first_use=True,
+            )
+            _Setup.owns_structlog = True
+        logger, owner = own_logger(writer, log_format), "flask-sigobs"
+    else:
+        processors = list(structlog.get_config()["processors"])
+        if add_correlation not in processors:
+            structlog.configure(processors=[add_correlation, *processors])
+        logger, owner = structlog.get_logger("flask_sigobs"), "app"
+    if capture_logging:
+        _capture_stdlib(app, chain_renderer, level)
+    return logger, owner
+
+
+def _capture_stdlib(app: flask.Flask, chain_renderer: Any, level: int) -> None:
+    root = logging.getLogger()
+    ours = _Setup.handler
+    if ours is None and not root.handlers:
+        ours = _LineHandler(_Setup.router, logging.NOTSET)
+        ours.setFormatter(structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                add_correlation,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                _TRACEBACKS,
+            ],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _as_text(chain_renderer)],
+        ))
+        root.addHandler(ours)
+        root.setLevel(level)
+        _Setup.handler = ours
+    if ours is not None:
+        # Flask's default handler would print app.logger lines a second time, unstructured.
+        from flask.logging import default_handler
+
+        app.logger.removeHandler(default_handler)
+    else:
+        for handler in root.handlers:
+            if not any(isinstance(f, _CorrelationFilter) for f in handler.filters):
+                handler.addFilter(_CorrelationFilter())
