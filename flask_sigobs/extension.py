@@ -394,10 +394,10 @@ class SigObs:
             signal.connect(receiver)  # weak: held below as long as this SigObs lives
             self._auth_receivers.append((signal, receiver))
 
-    def _on_signal(self, name: str, level: int, is_auth: bool, sender: Any, **data: Any) -> None:
+    def _on_signal(self, event_name: str, level: int, is_auth: bool, sender: Any, /, **data: Any) -> None:
         runtime = self._runtime_for(sender)
         if runtime is not None:
-            runtime.signal_event(name, level, sender, data, is_auth)
+            runtime.signal_event(event_name, level, sender, data, is_auth)
 
     def _runtime_for(self, sender: Any) -> AppRuntime | None:
         if flask.has_app_context():

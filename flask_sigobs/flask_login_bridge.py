@@ -14,7 +14,7 @@ SIGNAL_LEVELS = {
     "user_login_confirmed": logging.INFO,
     "user_unauthorized": logging.WARNING,
     "user_needs_refresh": logging.INFO,
-    "session_protected": logging.WARNING,
+    "session_protected": logging.INFO,
 }
 
 
