@@ -1,0 +1,18 @@
+# Sourced by the other scripts: a virtualenv in .venv with the project and its test tools.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PYTHON="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# Reinstall only when pyproject.toml changed since the last install.
+stamp=".venv/.sigobs-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip check
+  touch "$stamp"
+fi
+export PATH="$ROOT/.venv/bin:$PATH"
+export SIGOBS_CACHE="${SIGOBS_CACHE:-$HOME/.cache/flask-sigobs}"
