@@ -21,11 +21,10 @@ from .errors import report_once
 from .events import Event
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
-from .requeststate import STATE_KEY, RequestState, current, request_id_from
+from .requeststate import EXCLUDED, STATE_KEY, RequestState, current, request_id_from
 from .tracesink import TraceSink
 
 MAX_PENDING = 64
-EXCLUDED = object()  # the state of a request on an excluded path: no events
 
 
 def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -103,8 +102,7 @@ class AppRuntime:
         if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
             environ[STATE_KEY] = EXCLUDED
             return self._inner_wsgi(environ, start_response)
-        state = RequestState(environ, request_id_from(environ.get(self.settings.request_id_environ_key)),
-                             self.settings.service_name)
+        state = self._new_state(environ)
         environ[STATE_KEY] = state
         token = current.set(state)
         try:
@@ -119,6 +117,10 @@ class AppRuntime:
             return result
         return _FinishOnClose(result, self, state)  # a stream still holds the request context
 
+    def _new_state(self, environ: dict[str, Any]) -> RequestState:
+        request_id = request_id_from(environ.get(self.settings.request_id_environ_key))
+        return RequestState(environ, request_id, self.settings.service_name, self.writer)
+
     def state(self) -> Any:
         """This request's state, ``EXCLUDED``, or ``None`` outside a request."""
         state = current.get()
@@ -130,8 +132,7 @@ class AppRuntime:
                 if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
                     state = EXCLUDED
                 else:
-                    state = RequestState(environ, request_id_from(
-                        environ.get(self.settings.request_id_environ_key)), self.settings.service_name)
+                    state = self._new_state(environ)
                 environ[STATE_KEY] = state
         return state
 

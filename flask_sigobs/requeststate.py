@@ -19,17 +19,20 @@ from typing import Any
 STATE_KEY = "flask_sigobs.state"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
+EXCLUDED: Any = object()  # the state of a request on an excluded path: no events
+
 current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", default=None)
 
 
 class RequestState:
-    __slots__ = ("environ", "request_id", "service_name", "started", "span", "trace_id", "span_id",
+    __slots__ = ("environ", "request_id", "service_name", "writer", "started", "span", "trace_id", "span_id",
                  "pending", "user_id", "base", "finished", "end_requested", "__weakref__")
 
-    def __init__(self, environ: dict[str, Any], request_id: str, service_name: str) -> None:
+    def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any) -> None:
         self.environ = environ
         self.request_id = request_id
         self.service_name = service_name
+        self.writer = writer  # where the app's own log lines of this request go
         self.started = time.perf_counter()
         self.span: Any = None
         self.trace_id: str | None = None

@@ -7,6 +7,7 @@ from the request state and the current span.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -19,10 +20,16 @@ from .logsink import LineWriter, own_logger, renderer
 
 
 def current_state() -> requeststate.RequestState | None:
+    """The state of the request being served, if any (none for an excluded path)."""
     state = requeststate.current.get()
     if state is None and flask.has_request_context():
         state = flask.request.environ.get(requeststate.STATE_KEY)
-    return state
+    return None if state is requeststate.EXCLUDED else state
+
+
+@functools.lru_cache(maxsize=1)
+def _stdout() -> LineWriter:
+    return LineWriter()
 
 
 def add_correlation(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -46,13 +53,12 @@ class _Router:
     """The app-wide structlog/logging destination: the current request's app, else the latest."""
 
     def __init__(self) -> None:
-        self.writers: dict[str, LineWriter] = {}
         self.fallback: LineWriter | None = None
 
     def msg(self, message: str | bytes) -> None:
         state = current_state()
-        writer = self.writers.get(state.service_name) if state is not None else None
-        (writer or self.fallback or LineWriter()).msg(message)
+        writer = state.writer if state is not None else None
+        (writer or self.fallback or _stdout()).msg(message)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
@@ -104,7 +110,6 @@ def _as_text(render: Any) -> Any:
 def configure(app: flask.Flask, writer: LineWriter, log_format: str, level: int,
               capture_logging: bool, service_name: str) -> tuple[Any, str]:
     """Set structlog (and stdlib logging) up for ``app``; return our events' logger and who owns it."""
-    _Setup.router.writers[service_name] = writer
     _Setup.router.fallback = writer
     chain_renderer = renderer(log_format, writer)
     if not structlog.is_configured() or _Setup.owns_structlog:

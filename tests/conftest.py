@@ -1,0 +1,106 @@
+"""Shared fixtures: a real Flask app observed by flask-sigobs, its JSON lines and its spans.
+
+Each app writes its JSON lines to its own file and exports its spans to the SDK's in-memory
+exporter; :class:`Observed` reads both back. ``serve`` runs the app under a real threaded
+server on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from flask import Flask
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from werkzeug.serving import make_server
+
+from flask_sigobs import SigObs
+
+
+@dataclass
+class Observed:
+    app: Flask
+    sigobs: SigObs
+    exporter: InMemorySpanExporter
+    log_path: Path
+    _base: str | None = field(default=None)
+
+    def raw_log(self) -> bytes:
+        return self.log_path.read_bytes() if self.log_path.exists() else b""
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every line written, each parsed: a line that is not one JSON object fails the test."""
+        out = []
+        for raw in self.raw_log().splitlines():
+            parsed = json.loads(raw)
+            assert isinstance(parsed, dict), raw
+            out.append(parsed)
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines() if line.get("event") == name]
+
+    def spans(self) -> list[Any]:
+        self.sigobs.runtime(self.app).tracer_provider.force_flush()
+        return list(self.exporter.get_finished_spans())
+
+    def server_spans(self) -> list[Any]:
+        from opentelemetry.trace import SpanKind
+
+        return [span for span in self.spans() if span.kind == SpanKind.SERVER]
+
+    def client(self) -> Any:
+        return self.app.test_client()
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[str]:
+        """The app under werkzeug's threaded server on 127.0.0.1:<free port>."""
+        server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_port}"
+        finally:
+            server.shutdown()
+            thread.join(5)
+
+
+def http(url: str, method: str = "GET", data: bytes | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+@pytest.fixture
+def observe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``observe(app=None, **config)``: attach flask-sigobs to a real app writing to tmp files."""
+    for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER"):
+        monkeypatch.delenv(key, raising=False)
+    made: list[Observed] = []
+
+    def make(app: Flask | None = None, sigobs: SigObs | None = None, **config: Any) -> Observed:
+        app = app or Flask(f"test_app_{len(made)}")
+        app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or "test-secret-key"
+        exporter = InMemorySpanExporter()
+        log_path = tmp_path / f"{app.name}-{len(made)}.log"
+        app.config.update({"SIGOBS_SPAN_EXPORTER": exporter, "SIGOBS_LOG_FILE": str(log_path), **config})
+        sigobs = sigobs or SigObs()
+        sigobs.init_app(app)
+        observed = Observed(app, sigobs, exporter, log_path)
+        made.append(observed)
+        return observed
+
+    yield make
+    for observed in made:
+        observed.sigobs.runtime(observed.app).tracer_provider.shutdown()
