@@ -169,7 +169,7 @@ class AppRuntime:
             if state.pending:
                 self._flush(state)
             if state.span is not None:
-                otel_setup.release_end(state.span)
+                otel_setup.release_end(state.span, state)
         except Exception as exc:
             report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
 

@@ -94,7 +94,8 @@ def hold_end(span: Any, state: Any) -> None:
     span.end = end
 
 
-def release_end(span: Any) -> None:
+def release_end(span: Any, state: Any) -> None:
+    """End the span held by :func:`hold_end`, now that the request has said everything."""
     if "end" in vars(span):
         del span.end
         span.end(end_time=time.time_ns())
