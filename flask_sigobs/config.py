@@ -38,7 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
 }
 
-SPAN_SOURCES = ("otel",)
+SPAN_SOURCES = ("otel", "signals")
 
 
 class ConfigError(ValueError):

@@ -22,6 +22,7 @@ from .events import Event
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
 from .requeststate import EXCLUDED, STATE_KEY, RequestState, current, request_id_from
+from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
 MAX_PENDING = 64
@@ -55,9 +56,15 @@ class AppRuntime:
         self.log_sink = LogSink(logger, settings.service_name, settings.log_level)
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
-        excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
-        self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
-        self.trace_sink = TraceSink(record_exceptions=False)
+        self.span_source: SignalSpanSource | None = None
+        if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
+            self.span_source = SignalSpanSource(self.tracer_provider)
+            self.instrumented_by = "flask-sigobs signals"
+        else:  # an app instrumented already keeps its span, whatever the setting says
+            excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
+            self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
+        # The instrumentation records the exception on its span itself; our own span source doesn't.
+        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None)
         self.uses_flask_login = False
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._connect()
@@ -82,10 +89,13 @@ class AppRuntime:
 
     def _install_hooks(self) -> None:
         app = self.app
-        funcs = app.before_request_funcs.setdefault(None, [])
-        otel_hook = getattr(app, "_before_request", None)
-        position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
-        funcs.insert(position, self.before_request)  # right after the span is started
+        if self.span_source is not None:
+            app.teardown_request(self._torn_down)
+        else:
+            funcs = app.before_request_funcs.setdefault(None, [])
+            otel_hook = getattr(app, "_before_request", None)
+            position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
+            funcs.insert(position, self.before_request)  # right after the span is started
         self._inner_wsgi = app.wsgi_app
         app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
 
@@ -107,11 +117,13 @@ class AppRuntime:
         token = current.set(state)
         try:
             result = self._inner_wsgi(environ, start_response)
-        except BaseException:
-            self.finish(state)
+        except BaseException as error:
+            self.finish(state, error)
             raise
         finally:
             current.reset(token)
+            if state.token is not None:
+                self.span_source.detach(state)  # type: ignore[union-attr]
         if state.end_requested or state.span is None:
             self.finish(state)
             return result
@@ -150,6 +162,12 @@ class AppRuntime:
         except Exception as exc:
             report_once(("before_request", type(exc)), "flask-sigobs before_request failed: %r", exc)
 
+    def _torn_down(self, exc: BaseException | None) -> None:
+        """The request context is going: once our WSGI call returns too, the span can end."""
+        state = self.state()
+        if state is not None and state is not EXCLUDED:
+            state.end_requested = True
+
     def _adopt_span(self, state: RequestState, span: Any) -> None:
         state.span = span
         context = span.get_span_context()
@@ -163,12 +181,14 @@ class AppRuntime:
             if query and state.base and state.base.get("url.query") != query:
                 otel_setup.redact_span_query(span, query, state.base["url.query"])
 
-    def finish(self, state: RequestState) -> None:
+    def finish(self, state: RequestState, error: BaseException | None = None) -> None:
         try:
             state.finished = True
             if state.pending:
                 self._flush(state)
-            if state.span is not None:
+            if self.span_source is not None:
+                self.span_source.end(state, error)
+            elif state.span is not None:
                 otel_setup.release_end(state.span, state)
         except Exception as exc:
             report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
@@ -238,6 +258,8 @@ class AppRuntime:
             return
         state.base = events.request_attributes(flask.request, state, self.redactor,
                                                self.settings.trusted_proxies)
+        if self.span_source is not None and state.span is None:
+            self.span_source.start(state, flask.request, state.started_ns)
         self._request_event("request_started", dict(state.base), state)
 
     def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
@@ -273,6 +295,8 @@ class AppRuntime:
             state.base = events.request_attributes(flask.request, state, self.redactor,
                                                    self.settings.trusted_proxies)
         attributes = events.finished_attributes(state, response)
+        if self.span_source is not None:
+            self.span_source.response(state, response.status_code)
         level = self._levels["request_finished"]
         if response.status_code >= 500:
             level = max(level, logging.ERROR)

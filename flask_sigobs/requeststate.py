@@ -25,8 +25,8 @@ current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", 
 
 
 class RequestState:
-    __slots__ = ("environ", "request_id", "service_name", "writer", "started", "span", "trace_id", "span_id",
-                 "pending", "user_id", "base", "finished", "end_requested", "__weakref__")
+    __slots__ = ("environ", "request_id", "service_name", "writer", "started", "started_ns", "span", "trace_id", "span_id",
+                 "pending", "user_id", "base", "finished", "end_requested", "token", "__weakref__")
 
     def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any) -> None:
         self.environ = environ
@@ -34,6 +34,7 @@ class RequestState:
         self.service_name = service_name
         self.writer = writer  # where the app's own log lines of this request go
         self.started = time.perf_counter()
+        self.started_ns = time.time_ns()  # wall clock, for the span's start
         self.span: Any = None
         self.trace_id: str | None = None
         self.span_id: str | None = None
@@ -42,6 +43,7 @@ class RequestState:
         self.base: dict[str, Any] | None = None  # request attributes, built once at request_started
         self.finished = False  # request_finished seen: later events no longer wait for the span
         self.end_requested = False  # the span source asked to end the span; we end it last
+        self.token: Any = None  # the OpenTelemetry context token of a span we attached
 
 
 def request_id_from(header_value: str | None) -> str:
