@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_LOG_LEVEL": "info",
     "SIGOBS_LOG_FORMAT": "json",
     "SIGOBS_LOG_FILE": None,  # None: standard output
+    "SIGOBS_LOG_FLUSH_INTERVAL": 0,  # seconds lines may wait to be written together; 0: at once
     "SIGOBS_SIGNALS": "default",
     "SIGOBS_SIGNAL_LEVELS": "",
     "SIGOBS_EXCLUDED_PATHS": "{static}/*,/favicon.ico,/health,/healthz",
@@ -51,6 +52,7 @@ class Settings:
     log_level: int
     log_format: str
     log_file: str | None
+    log_flush_interval: float
     signals: frozenset[str]
     signal_levels: Mapping[str, int]
     excluded_paths: tuple[str, ...]
@@ -106,6 +108,16 @@ def _as_int(value: Any, key: str, minimum: int) -> int:
     if number < minimum:
         raise ConfigError(f"{key} must be at least {minimum}, not {number}")
     return number
+
+
+def _as_seconds(value: Any, key: str) -> float:
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number of seconds, not {value!r}") from None
+    if not 0 <= seconds <= 60:
+        raise ConfigError(f"{key} must be between 0 and 60 seconds, not {seconds}")
+    return seconds
 
 
 def _as_level(value: Any, key: str) -> int:
@@ -221,6 +233,7 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         log_level=_as_level(values["SIGOBS_LOG_LEVEL"], "SIGOBS_LOG_LEVEL"),
         log_format=log_format,
         log_file=log_file,
+        log_flush_interval=_as_seconds(values["SIGOBS_LOG_FLUSH_INTERVAL"], "SIGOBS_LOG_FLUSH_INTERVAL"),
         signals=parse_signals(values["SIGOBS_SIGNALS"]),
         signal_levels=parse_signal_levels(values["SIGOBS_SIGNAL_LEVELS"]),
         excluded_paths=tuple(excluded),

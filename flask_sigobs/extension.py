@@ -49,11 +49,12 @@ class AppRuntime:
         self._app = weakref.ref(app)  # the app holds us (hooks); we must not hold it back
         self.settings = settings
         self.redactor = Redactor(settings.redact_keys, settings.max_value_length)
-        self.writer = LineWriter(settings.log_file)
+        self.writer = LineWriter(settings.log_file, settings.log_flush_interval)
         logger, self.structlog_owner = structlog_setup.configure(
             app, self.writer, settings.log_format, settings.log_level,
             settings.capture_logging, settings.service_name)
-        self.log_sink = LogSink(logger, settings.service_name, settings.log_level)
+        direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
+        self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct)
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
         self.span_source: SignalSpanSource | None = None

@@ -10,7 +10,7 @@ it carries what must be shared by all events of the request (request id, span, i
 from __future__ import annotations
 
 import ipaddress
-import os
+import random
 import re
 import time
 from contextvars import ContextVar
@@ -20,6 +20,9 @@ STATE_KEY = "flask_sigobs.state"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 EXCLUDED: Any = object()  # the state of a request on an excluded path: no events
+
+# The module's generator: Python reseeds it in every forked child, so gunicorn workers differ.
+_random_bits = random.getrandbits
 
 current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", default=None)
 
@@ -50,7 +53,7 @@ def request_id_from(header_value: str | None) -> str:
     """The incoming id when it is a short, safe token; a fresh random one otherwise."""
     if header_value and _SAFE_REQUEST_ID.match(header_value):
         return header_value
-    return os.urandom(16).hex()
+    return "%032x" % _random_bits(128)  # unique, not secret: no need for os.urandom's syscall
 
 
 def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:

@@ -12,11 +12,21 @@ from .events import Event
 _PRIMITIVES = (str, bool, int, float)
 
 
-def span_attributes(attributes: dict[str, Any]) -> dict[str, Any]:
+#: What the server span already carries as its own attributes: the request events' span events
+#: don't repeat it (the log line, read on its own, does). Each repeated attribute costs the SDK a
+#: validation pass per event.
+SPAN_OWN_KEYS = frozenset({"http.request.method", "url.path", "http.route", "url.query", "client.address",
+                           "user_agent.original"})
+REQUEST_EVENTS = frozenset({"flask.request_started", "flask.request_finished", "flask.got_request_exception"})
+_SKIP_ALWAYS = frozenset({"exception.frames"})  # the text stack trace says it on the span
+_SKIP_REQUEST = _SKIP_ALWAYS | SPAN_OWN_KEYS
+
+
+def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALWAYS) -> dict[str, Any]:
     """Span attributes must be primitives or flat lists of one primitive type: encode the rest."""
     out = {}
     for key, value in attributes.items():
-        if value is None:
+        if value is None or key in skip:
             continue
         if type(value) in _PRIMITIVES:
             out[key] = value
@@ -38,9 +48,8 @@ class TraceSink:
         if not span.is_recording():
             return
         attributes = event.attributes
-        if event.exception is not None:
-            attributes = {k: v for k, v in attributes.items() if k != "exception.frames"}
-        span.add_event(event.name, span_attributes(attributes), timestamp=event.time_ns)
+        skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
+        span.add_event(event.name, span_attributes(attributes, skip), timestamp=event.time_ns)
         if event.exception is not None:
             if self._record_exceptions:
                 span.record_exception(event.exception, timestamp=event.time_ns)

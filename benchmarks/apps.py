@@ -1,0 +1,121 @@
+"""The apps the benchmarks compare: one small route, observed in each of the ways measured.
+
+``make(variant)`` builds a fresh app; gunicorn can serve one with
+``gunicorn 'benchmarks.apps:make("sigobs-signals")'``. Spans go to an exporter that drops
+them, so only the cost paid by the request is measured, not the network.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Sequence
+
+from flask import Flask
+
+LOG_DIR = os.environ.get("SIGOBS_BENCH_LOG_DIR") or tempfile.mkdtemp(prefix="sigobs-bench-")
+
+VARIANTS = ["bare", "otel", "handwritten", "sigobs", "sigobs-signals", "sigobs-signals-buffered",
+            "elastic-apm", "sentry"]
+
+
+class DropExporter:
+    """A SpanExporter that accepts and forgets: the batch processor still does all its work."""
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _route(app: Flask) -> Flask:
+    @app.route("/items/<int:item_id>")
+    def item(item_id: int) -> str:
+        return f"item {item_id}"
+
+    return app
+
+
+def _provider() -> Any:
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "bench"}))
+    provider.add_span_processor(BatchSpanProcessor(DropExporter()))
+    return provider
+
+
+def make(variant: str) -> Flask:
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; one of {VARIANTS}")
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    app = _route(Flask(f"bench_{variant}"))
+    log_file = os.path.join(LOG_DIR, f"{variant}-{os.getpid()}.log")
+    if variant == "otel":
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        FlaskInstrumentor.instrument_app(app, tracer_provider=_provider())
+    elif variant == "handwritten":
+        _handwritten(app, log_file)
+    elif variant.startswith("sigobs"):
+        from flask_sigobs import SigObs
+
+        app.config.update(SIGOBS_SPAN_EXPORTER=DropExporter(), SIGOBS_LOG_FILE=log_file,
+                          SIGOBS_SPAN_SOURCE="signals" if "signals" in variant else "otel",
+                          SIGOBS_LOG_FLUSH_INTERVAL=0.2 if "buffered" in variant else 0)
+        SigObs(app)
+    elif variant == "elastic-apm":
+        from elasticapm.contrib.flask import ElasticAPM
+
+        app.config["ELASTIC_APM"] = {"SERVICE_NAME": "bench", "DISABLE_SEND": True, "CENTRAL_CONFIG": False,
+                                     "METRICS_INTERVAL": "0ms", "LOG_LEVEL": "off"}
+        ElasticAPM(app)
+    elif variant == "sentry":
+        import sentry_sdk
+        from sentry_sdk.integrations.flask import FlaskIntegration
+        from sentry_sdk.transport import Transport
+
+        class DropTransport(Transport):
+            def capture_envelope(self, envelope: Any) -> None:
+                pass
+
+        sentry_sdk.init(dsn="http://public@127.0.0.1:9/1", integrations=[FlaskIntegration()],
+                        traces_sample_rate=1.0, transport=DropTransport, default_integrations=False)
+    return app
+
+
+def _handwritten(app: Flask, log_file: str) -> None:
+    """What a team writes today: the standard instrumentation plus a structlog access line."""
+    import orjson
+    import structlog
+    from flask import request_finished
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    FlaskInstrumentor.instrument_app(app, tracer_provider=_provider())
+    logger = structlog.wrap_logger(
+        structlog.BytesLogger(open(log_file, "ab")),
+        processors=[structlog.processors.TimeStamper(fmt="iso", utc=True),
+                    structlog.processors.add_log_level,
+                    structlog.processors.JSONRenderer(serializer=orjson.dumps)],
+    )
+
+    def access_line(sender: Flask, response: Any, **_: Any) -> None:
+        from flask import request
+
+        span = trace.get_current_span()
+        context = span.get_span_context()
+        attributes = {"http.request.method": request.method, "http.route": request.url_rule.rule,
+                      "url.path": request.path, "http.response.status_code": response.status_code}
+        span.add_event("request_finished", attributes)
+        logger.info("request_finished", trace_id=format(context.trace_id, "032x"),
+                    span_id=format(context.span_id, "016x"), **attributes)
+
+    request_finished.connect(access_line, app, weak=False)

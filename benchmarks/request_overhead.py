@@ -1,0 +1,226 @@
+"""What each request pays: flask-sigobs beside bare Flask, the standard instrumentation and peers.
+
+    python benchmarks/request_overhead.py                 # in-process table (a minute or two)
+    python benchmarks/request_overhead.py --memory        # + resident memory, 10k vs 100k requests
+    python benchmarks/request_overhead.py --server        # + gunicorn on loopback under wrk
+
+Each variant runs in its own worker process (the peers patch Flask globally), the app's WSGI
+callable called directly on one small route, no network. The parent interleaves rounds across
+the workers, so a noisy neighbour hits every variant alike, and reports medians in microseconds
+per request and each ratio to bare Flask. It prints numbers; it does not pass or fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.apps import VARIANTS, make  # noqa: E402
+
+PATH = "/items/7"
+
+
+def _environ() -> dict[str, Any]:
+    from werkzeug.test import EnvironBuilder
+
+    return EnvironBuilder(path=PATH, headers={"User-Agent": "bench/1.0"}).get_environ()
+
+
+def _runner(app: Any) -> Any:
+    base = _environ()
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
+        pass
+
+    def run(count: int) -> float:
+        # CPU time of this process (all its threads, the batch processor's included): what the
+        # requests cost, without the time other processes on this small machine took the CPU.
+        begin = time.process_time_ns()
+        for _ in range(count):
+            body = app(dict(base), start_response)
+            for _chunk in body:
+                pass
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+        return (time.process_time_ns() - begin) / count / 1000
+
+    return run
+
+
+def worker(variant: str) -> None:
+    """Serve 'N' commands on stdin: run N requests, answer microseconds per request."""
+    app = make(variant)
+    run = _runner(app)
+    run(1000)  # warm up: caches, first-use set-up, lazy imports
+    print("ready", flush=True)
+    for line in sys.stdin:
+        print(f"{run(int(line)):.3f}", flush=True)
+
+
+def _available(variant: str) -> bool:
+    modules = {"elastic-apm": "elasticapm", "sentry": "sentry_sdk"}
+    if variant not in modules:
+        return True
+    try:
+        __import__(modules[variant])
+        return True
+    except ImportError:
+        return False
+
+
+def compare(rounds: int, count: int) -> dict[str, float]:
+    variants = [v for v in VARIANTS if _available(v)]
+    workers = {}
+    for variant in variants:
+        workers[variant] = subprocess.Popen(
+            [sys.executable, __file__, "--worker", variant], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True, cwd=ROOT)
+    for variant, process in workers.items():
+        if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+            raise SystemExit(f"worker {variant} failed to start")
+    samples: dict[str, list[float]] = {v: [] for v in variants}
+    try:
+        for _ in range(rounds):
+            order = variants[:]
+            random.shuffle(order)
+            for variant in order:
+                process = workers[variant]
+                process.stdin.write(f"{count}\n")  # type: ignore[union-attr]
+                process.stdin.flush()  # type: ignore[union-attr]
+                samples[variant].append(float(process.stdout.readline()))  # type: ignore[union-attr]
+    finally:
+        for process in workers.values():
+            process.stdin.close()  # type: ignore[union-attr]
+            process.wait(30)
+    medians = {v: statistics.median(s) for v, s in samples.items()}
+    bare = medians["bare"]
+    print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
+          f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds)")
+    print(f"{'variant':<16}{'us/request':>12}{'x bare':>9}{'x otel':>9}   spread")
+    for variant in variants:
+        spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
+        print(f"{variant:<16}{medians[variant]:>12.1f}{medians[variant] / bare:>9.2f}"
+              f"{medians[variant] / medians['otel']:>9.2f}   {spread}")
+    return medians
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def memory_worker() -> None:
+    """flask-sigobs with its real OTLP exporter aimed at a port nobody listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    from flask import Flask
+
+    from flask_sigobs import SigObs
+
+    app = Flask("memory")
+    app.route("/items/<int:item_id>")(lambda item_id: f"item {item_id}")
+    app.config["SIGOBS_LOG_FILE"] = os.path.join(tempfile.mkdtemp(), "memory.log")
+    app.config["SIGOBS_SPAN_SOURCE"] = os.environ.get("SIGOBS_BENCH_SPAN_SOURCE", "otel")
+    sigobs = SigObs(app)
+    run = _runner(app)
+    run(10_000)
+    at_10k = _rss_kib()
+    begin = time.perf_counter()
+    run(90_000)
+    elapsed = time.perf_counter() - begin
+    at_100k = _rss_kib()
+    processor = sigobs.runtime(app).tracer_provider._active_span_processor._span_processors[0]
+    dropped = getattr(processor, "dropped_spans", None)
+    print(f"RSS after 10,000 requests: {at_10k / 1024:.1f} MiB; after 100,000: {at_100k / 1024:.1f} MiB "
+          f"(+{(at_100k - at_10k) / 1024:.1f} MiB); {90_000 / elapsed:.0f} requests/s with the endpoint "
+          f"refused; spans dropped by the batch processor: {dropped if dropped is not None else 'not counted'}")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def server_run(seconds: int) -> None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        print("\nreal-server run skipped: wrk is not installed (apt-get install wrk)")
+        return
+    results = {}
+    for variant in ("bare", "otel", "sigobs-signals", "sigobs"):
+        port = _free_port()
+        env = dict(os.environ, SIGOBS_BENCH_LOG_DIR=tempfile.mkdtemp())
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-w", "1", "-b", f"127.0.0.1:{port}", "--log-level", "warning",
+             f'benchmarks.apps:make("{variant}")'], cwd=ROOT, env=env, start_new_session=True)
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            subprocess.run([wrk, "-t1", "-c4", "-d2s", f"http://127.0.0.1:{port}{PATH}"], capture_output=True)
+            out = subprocess.run([wrk, "-t1", "-c4", f"-d{seconds}s", f"http://127.0.0.1:{port}{PATH}"],
+                                 capture_output=True, text=True).stdout
+            rps = float(next(line for line in out.splitlines() if line.startswith("Requests/sec")).split()[1])
+            results[variant] = rps
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(30)
+    print(f"\ngunicorn (1 sync worker) on loopback, wrk -t1 -c4 -d{seconds}s, requests per second:")
+    for variant, rps in results.items():
+        print(f"{variant:<16}{rps:>10.0f} req/s{rps / results['bare']:>8.2f} x bare")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per round per variant")
+    parser.add_argument("--memory", action="store_true", help="also measure memory over 100,000 requests")
+    parser.add_argument("--server", action="store_true", help="also run gunicorn under wrk")
+    parser.add_argument("--seconds", type=int, default=8, help="wrk duration per variant")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+    if args.memory_worker:
+        memory_worker()
+        return
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
+    compare(args.rounds, args.requests)
+    if args.memory:
+        print()
+        for source in ("otel", "signals"):
+            env = dict(os.environ, SIGOBS_BENCH_SPAN_SOURCE=source)
+            print(f"memory, span source {source}: ", end="", flush=True)
+            subprocess.run([sys.executable, __file__, "--memory-worker"], env=env, cwd=ROOT, check=True)
+    if args.server:
+        server_run(args.seconds)
+
+
+if __name__ == "__main__":
+    main()
