@@ -8,7 +8,9 @@ API (``tests/e2e/jaeger-memory.yaml``). The example app runs under gunicorn with
 sending OTLP/HTTP to the Collector and writing its JSON lines to a file. The module fixture
 drives the tour, waits (bounded) for every trace to be queryable, stops gunicorn gracefully,
 reads back everything Jaeger returns, and stops every process; the tests then check what
-arrived, through Jaeger's HTTP query API only.
+arrived, through Jaeger's HTTP query API only. All of it runs once per variant (``VARIANTS``):
+the app imported by each worker, the app preloaded before the fork, and the span made by
+flask-sigobs itself (``SIGOBS_SPAN_SOURCE=signals``).
 """
 
 from __future__ import annotations
@@ -217,16 +219,24 @@ def wait_for_traces(stack: Stack, sent: list[Sent], since_us: int,
     return latest
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["app-imported-by-each-worker", "preload-then-fork"])
+#: The ways the app is run: (id, gunicorn --preload, more environment for the app).
+VARIANTS = [
+    ("app-imported-by-each-worker", False, {}),
+    ("preload-then-fork", True, {}),  # the exporter is created in the master, used in the workers
+    ("span-source-signals", False, {"SIGOBS_SPAN_SOURCE": "signals"}),  # our span, not the instrumentation's
+]
+
+
+@pytest.fixture(scope="module", params=VARIANTS, ids=[variant[0] for variant in VARIANTS])
 def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Run:
-    """The whole run, once per way gunicorn can load the app (``--preload`` or not)."""
+    """The whole run, once per variant: the stack up, the tour, everything read back, all stopped."""
     jaeger, why_not = find_jaeger()
     if jaeger is None:
         pytest.skip(why_not)
-    preload = request.param
-    workdir = tmp_path_factory.mktemp("e2e-preload" if preload else "e2e")
+    name, preload, app_env = request.param
+    workdir = tmp_path_factory.mktemp(f"e2e-{name}")
     since_us = int(time.time() * 1e6) - 60_000_000
-    with running_stack(jaeger, workdir, preload) as stack:
+    with running_stack(jaeger, workdir, preload, app_env) as stack:
         jar = http.cookiejar.CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
         tour, session_cookies = [], set()

@@ -249,6 +249,7 @@ class Stack:
     workdir: Path
     workers: int = 2
     preload: bool = False  # gunicorn --preload: the app (and its exporter) is created before the fork
+    app_env: dict[str, str] = field(default_factory=dict)  # more environment for the app
     processes: list[Process] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -296,7 +297,7 @@ class Stack:
 
     def start_app(self) -> Process:
         env = clean_environ(OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{self.collector_http}",
-                            SIGOBS_LOG_FILE=str(self.app_log), PYTHONUNBUFFERED="1")
+                            SIGOBS_LOG_FILE=str(self.app_log), PYTHONUNBUFFERED="1", **self.app_env)
         args = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONFIG), "-w", str(self.workers),
                 "-b", f"127.0.0.1:{self.app_port}", "--graceful-timeout", "15",
                 "--access-logfile", str(self.access_log),
@@ -387,9 +388,10 @@ def _gunicorn_has_setting(name: str) -> bool:
 
 
 @contextlib.contextmanager
-def running_stack(jaeger_binary: str, workdir: Path, preload: bool = False) -> Iterator[Stack]:
+def running_stack(jaeger_binary: str, workdir: Path, preload: bool = False,
+                  app_env: dict[str, str] | None = None) -> Iterator[Stack]:
     """Jaeger, the Collector and the app, all started and ready; all stopped on the way out."""
-    stack = Stack(jaeger_binary, workdir, preload=preload)
+    stack = Stack(jaeger_binary, workdir, preload=preload, app_env=dict(app_env or {}))
     try:
         stack.start_jaeger()
         stack.start_collector()
