@@ -61,7 +61,7 @@ def _die_with_parent() -> None:
 
 
 class StackError(AssertionError):
-    """A part of the stack did not behave: the message carries the part's recent output."""
+    """A part of the stack did not behave (the parts' recent output goes to stderr, see below)."""
 
 
 def find_jaeger() -> tuple[str | None, str]:
