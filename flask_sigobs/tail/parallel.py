@@ -1,0 +1,64 @@
+"""Rendering a large file on every core: blocks go to worker processes, come back in order.
+
+Parsing and rendering are per line and independent, so a big backlog (reading a whole file, not
+following it) splits cleanly into blocks. Python threads would share one interpreter lock, so
+the workers are processes, forked: they inherit the sink already built (filters, renderer) and
+receive only bytes, and send back only bytes. At most ``window`` blocks are in flight, so a
+huge file never sits in memory. Only the order-dependent bit, the date divider line, is settled
+here: each worker starts a block not knowing the date before it, so it always writes the
+divider, and the first one is dropped when that date was already the current one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import deque
+from typing import Any, Callable
+
+Work = Callable[[bytes], tuple[bytes, bytes, str | None, str]]
+
+_WORK: Work | None = None  # set in the parent just before forking; the workers inherit it
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+
+def _run(block: bytes) -> tuple[bytes, bytes, str | None, str]:
+    assert _WORK is not None
+    return _WORK(block)
+
+
+def worth_it(total_bytes: int) -> bool:
+    """A pool costs tens of milliseconds to start: only for big inputs, on more than one core."""
+    return total_bytes >= 16 << 20 and (os.cpu_count() or 1) > 1
+
+
+class Pool:
+    """Blocks in, results out in the same order, through forked worker processes."""
+
+    def __init__(self, work: Work, write: Callable[[bytes, bytes, str | None, str], None], *,
+                 workers: int | None = None, window: int = 8) -> None:
+        global _WORK
+        import multiprocessing
+
+        _WORK = work
+        self.write = write
+        self.window = window
+        count = workers or min(os.cpu_count() or 2, 4)
+        self._pool: Any = multiprocessing.get_context("fork").Pool(count, initializer=_ignore_interrupts)
+        self._pending: deque[Any] = deque()
+
+    def submit(self, block: bytes) -> None:
+        self._pending.append(self._pool.apply_async(_run, (block,)))
+        while len(self._pending) > self.window or (self._pending and self._pending[0].ready()):
+            self.write(*self._pending.popleft().get())
+
+    def drain(self) -> None:
+        while self._pending:
+            self.write(*self._pending.popleft().get())
+
+    def close(self) -> None:
+        self._pool.terminate()
+        self._pool.join()
