@@ -110,10 +110,10 @@ def compare(rounds: int, count: int) -> dict[str, float]:
     bare = medians["bare"]
     print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
           f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds)")
-    print(f"{'variant':<16}{'us/request':>12}{'x bare':>9}{'x otel':>9}   spread")
+    print(f"{'variant':<18}{'us/request':>12}{'x bare':>9}{'x otel':>9}   spread")
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
-        print(f"{variant:<16}{medians[variant]:>12.1f}{medians[variant] / bare:>9.2f}"
+        print(f"{variant:<18}{medians[variant]:>12.1f}{medians[variant] / bare:>9.2f}"
               f"{medians[variant] / medians['otel']:>9.2f}   {spread}")
     return medians
 
@@ -167,7 +167,7 @@ def server_run(seconds: int) -> None:
         print("\nreal-server run skipped: wrk is not installed (apt-get install wrk)")
         return
     results = {}
-    for variant in ("bare", "otel", "sigobs-signals", "sigobs"):
+    for variant in ("bare", "otel", "sigobs", "sigobs-otel-span"):
         port = _free_port()
         env = dict(os.environ, SIGOBS_BENCH_LOG_DIR=tempfile.mkdtemp())
         server = subprocess.Popen(
@@ -191,7 +191,8 @@ def server_run(seconds: int) -> None:
             server.wait(30)
     print(f"\ngunicorn (1 sync worker) on loopback, wrk -t1 -c4 -d{seconds}s, requests per second:")
     for variant, rps in results.items():
-        print(f"{variant:<16}{rps:>10.0f} req/s{rps / results['bare']:>8.2f} x bare")
+        print(f"{variant:<18}{rps:>10.0f} req/s{rps / results['bare']:>8.2f} x bare"
+              f"{rps / results['otel']:>8.2f} x otel")
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_REDACT_KEYS": "",
     "SIGOBS_REQUEST_ID_HEADER": "X-Request-ID",
     "SIGOBS_TRUSTED_PROXIES": 0,
-    "SIGOBS_SPAN_SOURCE": "otel",
+    "SIGOBS_SPAN_SOURCE": "signals",  # "otel": opentelemetry-instrumentation-flask's span
     "SIGOBS_MAX_VALUE_LENGTH": 1024,
     "SIGOBS_CAPTURE_LOGGING": True,
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP

@@ -82,8 +82,14 @@ def http(url: str, method: str = "GET", data: bytes | None = None,
         return error.code, dict(error.headers), error.read()
 
 
+@pytest.fixture(params=["signals", "otel"])
+def span_source(request: pytest.FixtureRequest) -> str:
+    """Each test that observes an app runs with both span sources, unless it names one."""
+    return request.param
+
+
 @pytest.fixture
-def observe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def observe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, span_source: str):
     """``observe(app=None, **config)``: attach flask-sigobs to a real app writing to tmp files."""
     for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER"):
         monkeypatch.delenv(key, raising=False)
@@ -94,7 +100,8 @@ def observe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         app.config["SECRET_KEY"] = app.config.get("SECRET_KEY") or "test-secret-key"
         exporter = InMemorySpanExporter()
         log_path = tmp_path / f"{app.name}-{len(made)}.log"
-        app.config.update({"SIGOBS_SPAN_EXPORTER": exporter, "SIGOBS_LOG_FILE": str(log_path), **config})
+        app.config.update({"SIGOBS_SPAN_EXPORTER": exporter, "SIGOBS_LOG_FILE": str(log_path),
+                           "SIGOBS_SPAN_SOURCE": span_source, **config})
         sigobs = sigobs or SigObs()
         sigobs.init_app(app)
         observed = Observed(app, sigobs, exporter, log_path)

@@ -9,8 +9,9 @@ sending OTLP/HTTP to the Collector and writing its JSON lines to a file. The mod
 drives the tour, waits (bounded) for every trace to be queryable, stops gunicorn gracefully,
 reads back everything Jaeger returns, and stops every process; the tests then check what
 arrived, through Jaeger's HTTP query API only. All of it runs once per variant (``VARIANTS``):
-the app imported by each worker, the app preloaded before the fork, and the span made by
-flask-sigobs itself (``SIGOBS_SPAN_SOURCE=signals``).
+the app imported by each worker, the app preloaded before the fork (both with flask-sigobs's
+default span source, the signals), and the span made by opentelemetry-instrumentation-flask
+(``SIGOBS_SPAN_SOURCE=otel``).
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def wait_for_traces(stack: Stack, sent: list[Sent], since_us: int,
 VARIANTS = [
     ("app-imported-by-each-worker", False, {}),
     ("preload-then-fork", True, {}),  # the exporter is created in the master, used in the workers
-    ("span-source-signals", False, {"SIGOBS_SPAN_SOURCE": "signals"}),  # our span, not the instrumentation's
+    ("span-source-otel", False, {"SIGOBS_SPAN_SOURCE": "otel"}),  # the instrumentation's span, not ours
 ]
 
 

@@ -52,7 +52,7 @@ def _server_spans(spans):
 
 def test_the_signal_span_matches_the_standard_instrumentation(observe):
     ours = observe(catalog_app("signals_app"), SIGOBS_SPAN_SOURCE="signals")
-    standard = observe(catalog_app("standard_app"))
+    standard = observe(catalog_app("standard_app"), SIGOBS_SPAN_SOURCE="otel")
     for observed in (ours, standard):
         with observed.serve() as base:
             for path in REQUESTS:
