@@ -121,10 +121,12 @@ class Renderer:
         return f"{text[:self.limit]}{self.p.dim}…(+{len(text) - self.limit} chars, -v shows all){self.p.reset}"
 
     def pair(self, key: str, value: Any) -> str:
-        text = self.text(value)
-        if not text or not _PLAIN_VALUE.issuperset(text):
-            if type(value) is str:
-                text = '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        """``key=value``, the value quoted when it holds anything but plain characters (quoting
+        first, escaping after: a control character shows as ``\\x1b``, a quote as ``\\"``)."""
+        if type(value) is str and (not value or not _PLAIN_VALUE.issuperset(value)):
+            text = self.text('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        else:
+            text = self.text(value)
         return f"{self.p.key}{escape(key)}={self.p.reset}{text}"
 
     def extras(self, record: Record, known: frozenset[str]) -> str:
