@@ -148,7 +148,11 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--file", help="use this log file instead of generating one")
+    parser.add_argument("--generate-only", metavar="FILE", help="write the generated log to FILE and stop")
     args = parser.parse_args()
+    if args.generate_only:
+        generate(args.generate_only, args.lines)
+        return 0
 
     tmp = tempfile.mkdtemp(prefix="sigobs-bench-")
     path = args.file or os.path.join(tmp, "app.jsonl")
