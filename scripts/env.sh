@@ -8,10 +8,13 @@ if [ ! -x .venv/bin/python ]; then
 fi
 # Reinstall only when pyproject.toml changed since the last install.
 stamp=".venv/.sigobs-installed"
+# Set-up output goes to standard error: standard output is the demo's JSON lines.
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
-  .venv/bin/python -m pip check
+  {
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e ".[test]"
+    .venv/bin/python -m pip check
+  } >&2
   touch "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
