@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 import weakref
 from typing import Any, Callable
 
@@ -21,7 +22,7 @@ from .errors import report_once
 from .events import Event
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
-from .requeststate import EXCLUDED, STATE_KEY, RequestState, current, request_id_from
+from .requeststate import EXCLUDED, STATE_KEY, RequestState, client_address, current, request_id_from
 from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
@@ -66,7 +67,6 @@ class AppRuntime:
             self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None)
-        self.uses_flask_login = False
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._connect()
         self._install_hooks()
@@ -99,11 +99,6 @@ class AppRuntime:
             funcs.insert(position, self.before_request)  # right after the span is started
         self._inner_wsgi = app.wsgi_app
         app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
-
-    def disconnect(self) -> None:
-        for signal, receiver in self._receivers:
-            signal.disconnect(receiver)
-        self._receivers.clear()
 
     # -- the request state ----------------------------------------------------------------
 
@@ -288,7 +283,7 @@ class AppRuntime:
             return
         state.finished = True
         response.headers[self.settings.request_id_header] = state.request_id
-        if state.user_id is None and self.uses_flask_login:
+        if state.user_id is None and "flask_login" in sys.modules:  # its current user, if loaded
             user = flask.g.get("_login_user")
             if user is not None and getattr(user, "is_authenticated", False):
                 state.user_id = events.user_id(user, self.redactor)
@@ -335,8 +330,6 @@ class AppRuntime:
                     if key in state.base:
                         attributes[key] = state.base[key]
         elif is_auth and flask.has_request_context():
-            from .requeststate import client_address
-
             attributes["client.address"] = client_address(flask.request.environ, self.settings.trusted_proxies)
         if not is_auth and sender is not self.app and sender is not None:
             attributes["signal.sender"] = self.redactor.clean(sender)
@@ -386,9 +379,7 @@ class SigObs:
                 return
             raise RuntimeError("flask-sigobs is already attached to this app by another SigObs")
         settings = config.load(app)
-        runtime = AppRuntime(app, settings)
-        runtime.uses_flask_login = hasattr(app, "login_manager") or "flask_login" in app.extensions
-        self._runtimes[app] = runtime
+        self._runtimes[app] = AppRuntime(app, settings)
         app.extensions["sigobs"] = self
 
     def runtime(self, app: flask.Flask | None = None) -> AppRuntime:
