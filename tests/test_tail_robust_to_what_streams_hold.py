@@ -113,15 +113,35 @@ def test_a_big_file_renders_the_same_on_every_core(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "tail_speed.py"), "--generate-only", str(log),
                     "--lines", "45000"], check=True, timeout=120, env=env())
     assert log.stat().st_size > 16 << 20  # big enough for the worker processes
-    parallel = tail(str(log), "--color=always")
-    serial = subprocess.run([sys.executable, "-c", "import sys; import flask_sigobs.tail.parallel as p; "
-                             "p.worth_it = lambda n: False; import flask_sigobs.tail.command as c; "
-                             "c.worth_it = p.worth_it; from flask_sigobs.cli import main; sys.exit(main())",
-                             "tail", str(log), "--color=always"], capture_output=True, env=env(), cwd=ROOT,
-                            timeout=120, check=True)
-    assert parallel.returncode == 0 and parallel.stderr == b""
-    assert parallel.stdout == serial.stdout
-    assert parallel.stdout.count(b"\xe2\x94\x80\xe2\x94\x80 2026") == 1, "one date line, not one per block"
+    serial_probe = ("import sys; import flask_sigobs.tail.parallel as p; p.worth_it = lambda n: False; "
+                    "import flask_sigobs.tail.command as c; c.worth_it = p.worth_it; "
+                    "from flask_sigobs.cli import main; sys.exit(main())")
+    for mode in (["--color=always"], ["--by-request", "--color=always"], ["--errors", "--json"]):
+        parallel = tail(str(log), *mode)
+        serial = subprocess.run([sys.executable, "-c", serial_probe, "tail", str(log), *mode], capture_output=True,
+                                env=env(), cwd=ROOT, timeout=120, check=True)
+        assert parallel.returncode == 0 and parallel.stderr == b"", mode
+        assert parallel.stdout == serial.stdout, mode
+        if "--json" not in mode:
+            assert parallel.stdout.count(b"\xe2\x94\x80\xe2\x94\x80 2026") == 1, "one date line, not one per block"
+
+
+def test_a_line_that_fools_the_byte_level_grouping_is_still_shown(tmp_path: Path) -> None:
+    log = tmp_path / "nested.jsonl"
+    decoy = json.loads(event_line("app.forwarded", request="real-one", trace="c" * 32))
+    decoy["upstream"] = {"request.id": "decoy"}  # nested after the real one: rfind sees the decoy
+    log.write_text("\n".join([
+        event_line("flask.request_started", request="decoy", trace="d" * 32,
+                   **{"http.request.method": "GET", "url.path": "/decoy"}),
+        json.dumps(decoy, separators=(",", ":")),
+        event_line("flask.request_finished", request="decoy", trace="d" * 32,
+                   **{"http.request.method": "GET", "url.path": "/decoy", "http.response.status_code": 200,
+                      "duration_ms": 1.0}),
+    ]) + "\n")
+    out = text(tail(str(log), "--by-request"))
+    assert "app.forwarded" in out and "GET /decoy 200" in out
+    block = out[out.index("── 20:07:28.597 INFO  GET /decoy"):]
+    assert "app.forwarded" not in block, "not inside a request it does not belong to"
 
 
 # -- the parts that make it fast, against the plain way ----------------------------------------

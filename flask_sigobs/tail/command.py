@@ -79,7 +79,7 @@ def _sink(config: Settings, out: Output, renderer: Renderer, colour: bool,
     if config.grouped:
         return RequestSink(out, renderer, config.filters, json=config.json, hide_raw=config.hide_raw,
                            errors_only=config.errors, blocks=config.by_request,
-                           timeout=config.request_timeout, max_open=config.max_open)
+                           timeout=config.request_timeout, max_open=config.max_open, parallel=parallel)
     return LineSink(out, renderer, config.filters, json=config.json, hide_raw=config.hide_raw,
                     parallel=parallel)
 

@@ -2,8 +2,15 @@
 
 Workers and threads interleave their lines in one file; a person wants one request at a time.
 A request is the set of lines with one ``request.id`` (else one trace id). It is *open* from its
-first line and *ends* with its ``flask.request_finished`` access line; then its block is
-handed on. On an endless stream memory must stay bounded, so:
+first line and *ends* with its ``flask.request_finished`` access line; then its lines are handed
+on, as one item, to be parsed and rendered together.
+
+Grouping works on raw bytes: the key and whether the line is the access line are read straight
+from the line (``"request.id":"..."``, ``"event":"flask.request_finished"``), which costs a few
+``find`` calls instead of a parse, so that parsing and rendering, the expensive part, can be done
+per finished request, on other cores. A line whose shape leaves any doubt is parsed instead.
+
+On an endless stream memory must stay bounded, so:
 
 - a request open longer than the timeout is released anyway, flagged (a hung worker is worth
   seeing, not worth waiting for);
@@ -16,98 +23,126 @@ handed on. On an endless stream memory must stay bounded, so:
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, field
-from typing import Callable
+from typing import Protocol
 
 from . import records as r
-from .records import Record
+
+# What grouping hands on, in order: a finished (or released) request, a line of no request
+# (or of one already ended), a line that is not a JSON object.
+BLOCK, SINGLE, RAW = 0, 1, 2
 
 
-@dataclass(eq=False)
+class Emit(Protocol):
+    def block(self, lines: list[bytes], note: str, dropped: int) -> None: ...
+
+    def one(self, kind: int, line: bytes) -> None: ...
+
+_REQUEST_ID = b'"request.id":"'
+_TRACE_ID = b'"trace_id":"'
+_FINISHED = b'"event":"' + r.REQUEST_FINISHED.encode() + b'"'
+_FINISHED_VALUE = r.REQUEST_FINISHED.encode() + b'"'
+
+
+def key_of(line: bytes) -> tuple[bytes | None, bool] | None:
+    """(request key, is the access line) read from the bytes; None when only parsing can tell
+    (spaces after the colons, an escaped id).
+
+    Cheap on purpose: the id is looked for from the end (our lines end with it) and the event
+    near the start (it is the third key), so most lines are scanned over a few dozen bytes. A
+    line that fools this (the same key nested inside a value) is caught where the request is
+    parsed, and shown on its own (see ``sinks.RequestSink``), never lost."""
+    at = line.rfind(_REQUEST_ID)
+    if at >= 0:
+        start = at + 14  # len(_REQUEST_ID)
+        end = line.find(b'"', start)
+        key = line[start:end]
+        if not key or b"\\" in key:
+            return None
+    else:
+        at = line.rfind(_TRACE_ID)
+        if at < 0:
+            if b'"request.id"' in line or b'"trace_id"' in line:
+                return None
+            key = None
+        else:
+            start = at + 12  # len(_TRACE_ID)
+            end = line.find(b'"', start)
+            key = line[start:end]
+            if not key or b"\\" in key:
+                return None
+            key = b"t:" + key
+    at = line.find(b'"event":"', 0, 120)
+    if at >= 0:
+        return key, line.startswith(_FINISHED_VALUE, at + 9)
+    if b'"event"' in line and b'"event":"' not in line:
+        return None  # another spelling of the key: let the parser say
+    return key, _FINISHED in line
+
+
+def key_of_record(record: r.Record) -> tuple[bytes | None, bool]:
+    """The same, from a parsed line."""
+    key = r.request_key(record)
+    return (key.encode("utf-8", "surrogatepass") if key is not None else None,
+            record.get(r.EVENT) == r.REQUEST_FINISHED)
+
+
 class Request:
-    """One request's lines, as they arrived, and what was learnt from them on the way."""
+    """One open request: its raw lines, as they arrived."""
 
-    key: str
-    opened: float
-    lines: list[bytes] = field(default_factory=list)
-    records: list[Record] = field(default_factory=list)
-    end: Record | None = None
-    dropped: int = 0
-    matched: int = 0  # bit i set: filter i matched some line (see sinks.GroupSink)
-    failed: bool = False  # a 5xx, an exception, a warning or worse
+    __slots__ = ("key", "opened", "lines", "dropped")
 
-    def in_time_order(self) -> list[tuple[bytes, Record]]:
-        """Lines sorted by timestamp (stable: lines of one instant keep their order)."""
-        pairs = list(zip(self.lines, self.records))
-        if len(pairs) < 2:
-            return pairs
-        stamps = [rec.get(r.TIMESTAMP) for rec in self.records]
-        if all(type(s) is str for s in stamps) and any(a > b for a, b in zip(stamps, stamps[1:])):
-            order = sorted(range(len(pairs)), key=stamps.__getitem__)
-            pairs = [pairs[i] for i in order]
-        return pairs
-
-
-Emit = Callable[[Request, str], None]
+    def __init__(self, key: bytes, opened: float) -> None:
+        self.key = key
+        self.opened = opened
+        self.lines: list[bytes] = []
+        self.dropped = 0
 
 
 class Grouper:
     """Open requests by key, in the order they opened (so the oldest is always first)."""
 
     def __init__(self, emit: Emit, *, timeout: float = 30.0, max_open: int = 10_000,
-                 max_lines: int = 1_000, observe: Callable[[Request, Record], None] | None = None,
-                 alone: Callable[[bytes, Record], None] | None = None) -> None:
+                 max_lines: int = 1_000) -> None:
         self.emit = emit
-        self.alone = alone
         self.timeout = timeout
         self.max_open = max_open
         self.max_lines = max_lines
-        self.observe = observe
-        self.open: OrderedDict[str, Request] = OrderedDict()
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        self.open: OrderedDict[bytes, Request] = OrderedDict()
+        self._ended: OrderedDict[bytes, None] = OrderedDict()
         self._ended_cap = 4096
 
-    def add(self, line: bytes, record: Record, now: float) -> bool:
-        """Take the line into its request; False when it belongs to none (or to one that has
-        already ended): the caller shows it on its own."""
-        key = r.request_key(record)
+    def add(self, line: bytes, key: bytes | None, is_end: bool, now: float) -> None:
         if key is None:
-            return False
+            self.emit.one(SINGLE, line)
+            return
         request = self.open.get(key)
         if request is None:
             if key in self._ended:
-                return False
-            if self.alone is not None and record.get(r.EVENT) == r.REQUEST_FINISHED:
-                # a request whose only line is its access line (the usual case at level info):
-                # released at once, without the bookkeeping of an open request
+                self.emit.one(SINGLE, line)  # late: its request has already been shown
+                return
+            if is_end:  # a request whose only line is its access line: the usual case at info
                 self._ended[key] = None
                 if len(self._ended) > self._ended_cap:
                     self._ended.popitem(last=False)
-                self.alone(line, record)
-                return True
+                self.emit.block([line], "", 0)
+                return
             request = self.open[key] = Request(key, now)
             if len(self.open) > self.max_open:
                 _, oldest = self.open.popitem(last=False)
                 self._release(oldest, f"still open when more than {self.max_open} requests were")
-        is_end = record.get(r.EVENT) == r.REQUEST_FINISHED
         if len(request.lines) < self.max_lines or is_end:
             request.lines.append(line)
-            request.records.append(record)
         else:
             request.dropped += 1
-        if self.observe is not None:
-            self.observe(request, record)
         if is_end:
-            request.end = record
             del self.open[key]
             self._release(request, "")
-        return True
 
     def _release(self, request: Request, note: str) -> None:
         self._ended[request.key] = None
         if len(self._ended) > self._ended_cap:
             self._ended.popitem(last=False)
-        self.emit(request, note)
+        self.emit.block(request.lines, note, request.dropped)
 
     def expire(self, now: float) -> None:
         """Release the requests open for longer than the timeout."""
@@ -124,3 +159,14 @@ class Grouper:
         while self.open:
             _, request = self.open.popitem(last=False)
             self._release(request, note)
+
+
+def in_time_order(pairs: list[tuple[bytes, r.Record]]) -> list[tuple[bytes, r.Record]]:
+    """Lines sorted by timestamp (stable: lines of one instant keep their order)."""
+    if len(pairs) < 2:
+        return pairs
+    stamps = [record.get(r.TIMESTAMP) for _, record in pairs]
+    if all(type(s) is str for s in stamps) and any(a > b for a, b in zip(stamps, stamps[1:])):
+        order = sorted(range(len(pairs)), key=stamps.__getitem__)
+        return [pairs[i] for i in order]
+    return pairs

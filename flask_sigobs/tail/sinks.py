@@ -7,13 +7,14 @@ prefilter rejects costs tens of nanoseconds, one that is parsed costs a microsec
 
 from __future__ import annotations
 
-from typing import Callable
+from array import array
+from typing import Any, Callable
 
 from orjson import JSONDecodeError, loads
 
 from . import records as r
 from .filters import FilterSet, _all_objects
-from .group import Grouper, Request
+from .group import BLOCK, RAW, SINGLE, Grouper, in_time_order, key_of, key_of_record
 from .output import Output
 from .parallel import Pool
 from .records import Record, parse
@@ -21,7 +22,6 @@ from .render import Renderer
 from .stats import Stats
 
 _CLEAR = "\x1b[H\x1b[2J"
-_ONE: list[Record] = []  # the records of a request released with its access line alone
 
 
 class LineSink:
@@ -96,14 +96,7 @@ class LineSink:
         return _encode(shown), b"", self.renderer.first_divider, self.renderer.current_date
 
     def _write(self, text: bytes, notices: bytes, first_divider: str | None, last_date: str) -> None:
-        if first_divider is not None and self.pool is not None:
-            if first_divider == self.renderer.current_date:  # the day had already been announced
-                text = text.replace(self.renderer.divider_text(first_divider).encode(), b"", 1)
-            self.renderer.current_date = last_date or self.renderer.current_date
-        if text:
-            self.out.write(text)
-        if notices:
-            self.out.write_errors(notices)
+        _write_ordered(self.out, self.renderer, self.pool is not None, text, notices, first_divider, last_date)
 
     def tick(self, now: float) -> None:
         pass
@@ -128,10 +121,15 @@ class RequestSink:
     Filters choose requests: a request is shown when every filter is matched by at least one of
     its lines (the user on the login line, the status on the access line). ``--level`` also
     trims the lines shown inside a block. Lines that belong to no request are filtered and
-    shown on their own, as they come."""
+    shown on their own, as they come.
+
+    Grouping (on raw bytes, see :mod:`group`) happens here, in order; what grouping releases is
+    a list of items that :meth:`render_items` turns into output, here or, for a big file, in
+    worker processes: the same code either way."""
 
     def __init__(self, out: Output, renderer: Renderer, filters: FilterSet, *, json: bool,
-                 hide_raw: bool, errors_only: bool, blocks: bool, timeout: float, max_open: int) -> None:
+                 hide_raw: bool, errors_only: bool, blocks: bool, timeout: float, max_open: int,
+                 parallel: bool = False) -> None:
         self.out = out
         self.renderer = renderer
         self.json = json
@@ -142,61 +140,170 @@ class RequestSink:
         self.all_matched = (1 << len(self.tests)) - 1
         self.match_line = filters.matcher()
         self.trim = filters.matcher(filters.per_line)
-        needs_observing = bool(self.tests) or errors_only
-        self.grouper = Grouper(self._emit, timeout=timeout, max_open=max_open,
-                               observe=self._observe if needs_observing else None, alone=self._alone)
-        self._pending_text: list[str] = []
-        self._pending_raw: list[bytes] = []
+        self._batch = _Batch()
+        self.grouper = Grouper(self._batch, timeout=timeout, max_open=max_open)
+        self.pool: Pool | None = None
+        if parallel:
+            out.flush()  # the workers are forked: nothing buffered may be copied into them
+            self.pool = Pool(self._fresh, self._write)
 
-    def _observe(self, request: Request, record: Record) -> None:
-        if request.matched != self.all_matched:
-            for index, test in enumerate(self.tests):
-                bit = 1 << index
-                if not request.matched & bit and test(record):
-                    request.matched |= bit
-        if self.errors_only and not request.failed:
-            status = r.status_of(record)
-            rank = r.level_rank(record)
-            if (status is not None and status >= 500) or (rank is not None and rank >= r.WARNING) \
-                    or r.has_exception(record):
-                request.failed = True
+    # -- in this process: grouping -------------------------------------------------------------
 
-    def _emit(self, request: Request, note: str) -> None:
-        if request.matched != self.all_matched:
+    def feed(self, block: bytes, now: float) -> None:
+        lines = block.split(b"\n")
+        lines.pop()
+        add = self.grouper.add
+        one = self._batch.one
+        for line in lines:
+            if line[-1:] != b"}" or line[:1] != b"{":
+                if line[-2:] == b"}\r" and line[:1] == b"{":
+                    line = line[:-1]
+                elif line.strip():
+                    one(RAW, line)
+                    continue
+                else:
+                    continue
+            found = key_of(line)
+            if found is None:
+                record = parse(line)
+                if record is None:
+                    one(RAW, line)
+                    continue
+                found = key_of_record(record)
+            add(line, found[0], found[1], now)
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        batch = self._batch
+        if not batch.kinds:
             return
-        timed_out = note.startswith("no access line after")
-        if self.errors_only and not (request.failed or timed_out):
+        if self.pool is not None:  # one bytes object and two small arrays: cheap to send
+            self.pool.submit((b"\n".join(batch.lines), bytes(batch.kinds), batch.counts.tobytes(), batch.notes))
+        else:
+            self._write(*self.render_items((batch.lines, batch.kinds, batch.counts, batch.notes)))
+        self._batch.clear()
+
+    def tick(self, now: float) -> None:
+        self.grouper.expire(now)
+        self._dispatch()
+
+    def finish(self, note: str) -> None:
+        self.grouper.close_all(note)
+        self._dispatch()
+        if self.pool is not None:
+            self.pool.drain()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+    def _write(self, text: bytes, notices: bytes, first_divider: str | None, last_date: str) -> None:
+        _write_ordered(self.out, self.renderer, self.pool is not None, text, notices, first_divider, last_date)
+
+    # -- here or in a worker: parsing, choosing, rendering -------------------------------------
+
+    def _fresh(self, batch: Any) -> tuple[bytes, bytes, str | None, str]:
+        blob, kinds, counts, notes = batch
+        lines = blob.split(b"\n")
+        self.renderer.forget_date()
+        return self.render_items((lines, kinds, array("I", counts), notes))
+
+    def render_items(self, batch: Any) -> tuple[bytes, bytes, str | None, str]:
+        """Output for a batch (lines; per item its kind and number of lines; notes of released
+        requests by item), in order: (text, notices for standard error, first and last date
+        shown)."""
+        lines, kinds, counts, notes = batch
+        self.renderer.first_divider = None
+        text: list[str] = []
+        raw_out: list[bytes] = []
+        notices: list[str] = []
+        at = 0
+        for index, kind in enumerate(kinds):
+            count = counts[index]
+            if kind == BLOCK:
+                note, dropped = notes.get(index, _NO_NOTE)
+                self._request(lines[at:at + count], note, dropped, text, raw_out, notices)
+            else:
+                line = lines[at]
+                record = parse(line) if kind == SINGLE else None
+                if record is not None:
+                    self._single(line, record, text, raw_out)
+                elif not self.hide_raw:
+                    (notices if self.json else text).append(self.renderer.raw(line))
+            at += count
+        body = b"\n".join(raw_out) + b"\n" if raw_out else _encode(text)
+        return body, _encode(notices), self.renderer.first_divider, self.renderer.current_date
+
+    def _failed(self, record: Record) -> bool:
+        status = r.status_of(record)
+        rank = r.level_rank(record)
+        return ((status is not None and status >= 500) or (rank is not None and rank >= r.WARNING)
+                or r.has_exception(record))
+
+    def _request(self, lines: list[bytes], note: str, dropped: int, text: list[str],
+                 raw_out: list[bytes], notices: list[str]) -> None:
+        pairs: list[tuple[bytes, Record]] = []
+        for line in lines:
+            try:
+                record = loads(line)
+            except JSONDecodeError:
+                record = parse(line)
+            if type(record) is dict:
+                pairs.append((line, record))
+            elif not self.hide_raw:
+                (notices if self.json else text).append(self.renderer.raw(line))
+        if not pairs:
             return
-        pairs = request.in_time_order()
+        if len(pairs) > 1:
+            pairs = self._confirmed(pairs, text, raw_out)
+        last = pairs[-1][1]
+        end = last if last.get(r.EVENT) == r.REQUEST_FINISHED else None
+        if len(pairs) == 1:  # one line: the decisions are that line's own
+            if self.match_line is not None and not self.match_line(last):
+                return
+            failed = self._failed(last) if self.errors_only else True
+        else:
+            matched = 0
+            failed = False
+            tests = self.tests
+            for _, record in pairs:
+                if matched != self.all_matched:
+                    for index, test in enumerate(tests):
+                        bit = 1 << index
+                        if not matched & bit and test(record):
+                            matched |= bit
+                if self.errors_only and not failed:
+                    failed = self._failed(record)
+            if matched != self.all_matched:
+                return
+        if self.errors_only and not (failed or note.startswith("no access line after")):
+            return
+        pairs = in_time_order(pairs)
         if self.trim is not None:
-            pairs = [(line, record) for line, record in pairs if record is request.end or self.trim(record)]
+            pairs = [(line, record) for line, record in pairs if record is end or self.trim(record)]
         if self.json:
-            self._pending_raw.extend(line for line, _ in pairs)
+            raw_out.extend(line for line, _ in pairs)
         elif self.blocks:
-            self._pending_text.append(self.renderer.block([rec for _, rec in pairs], request.end, note,
-                                                          request.dropped))
+            text.append(self.renderer.block([record for _, record in pairs], end, note, dropped))
         else:
             render = self.renderer.record
-            self._pending_text.extend(render(rec) for _, rec in pairs)
+            text.extend(render(record) for _, record in pairs)
 
-    def _alone(self, line: bytes, record: Record) -> None:
-        """A request of one line, its access line: the same decisions as :meth:`_emit`, made
-        on that line alone."""
-        if self.match_line is not None and not self.match_line(record):
-            return
-        if self.errors_only:
-            status = r.status_of(record)
-            rank = r.level_rank(record)
-            if not ((status is not None and status >= 500) or (rank is not None and rank >= r.WARNING)):
-                return
-        if self.json:
-            self._pending_raw.append(line)
-        elif self.blocks:
-            self._pending_text.append(self.renderer.header(_ONE, record))
-        else:
-            self._pending_text.append(self.renderer.record(record))
+    def _confirmed(self, pairs: list[tuple[bytes, Record]], text: list[str],
+                   raw_out: list[bytes]) -> list[tuple[bytes, Record]]:
+        """The lines whose parsed key is the request's (the key most of them share); a line
+        grouped by a look at its bytes that the parse does not confirm is shown on its own."""
+        keys = [key_of_record(record)[0] for _, record in pairs]
+        if all(key == keys[0] for key in keys):
+            return pairs
+        common = max(set(keys), key=keys.count)
+        for (line, record), key in zip(pairs, keys):
+            if key != common:
+                self._single(line, record, text, raw_out)
+        return [pair for pair, key in zip(pairs, keys) if key == common]
 
-    def _single(self, line: bytes, record: Record) -> None:
+    def _single(self, line: bytes, record: Record, text: list[str], raw_out: list[bytes]) -> None:
         if self.match_line is not None and not self.match_line(record):
             return
         if self.errors_only:
@@ -204,50 +311,55 @@ class RequestSink:
             if not ((rank is not None and rank >= r.WARNING) or r.has_exception(record)):
                 return
         if self.json:
-            self._pending_raw.append(line)
+            raw_out.append(line)
         else:
-            self._pending_text.append(self.renderer.record(record))
+            text.append(self.renderer.record(record))
 
-    def feed(self, block: bytes, now: float) -> None:
-        lines = block.split(b"\n")
-        lines.pop()
-        add = self.grouper.add
-        raws: list[bytes] = []
-        for line in lines:
-            try:
-                record = loads(line)
-            except JSONDecodeError:
-                record = parse(line)
-            if type(record) is dict:
-                if not add(line, record, now):
-                    self._single(line, record)
-            elif line.strip() and not self.hide_raw:
-                if self.json:
-                    raws.append(line)
-                else:
-                    self._pending_text.append(self.renderer.raw(line))
-        self._write()
-        if raws:
-            self.out.error_text([self.renderer.raw(line) for line in raws])
 
-    def _write(self) -> None:
-        if self._pending_text:
-            text, self._pending_text = self._pending_text, []
-            self.out.text(text)
-        if self._pending_raw:
-            raw, self._pending_raw = self._pending_raw, []
-            self.out.raw(raw)
+_NO_NOTE = ("", 0)
 
-    def tick(self, now: float) -> None:
-        self.grouper.expire(now)
-        self._write()
 
-    def finish(self, note: str) -> None:
-        self.grouper.close_all(note)
-        self._write()
+class _Batch:
+    """What grouping released since the last dispatch, kept compact: the lines in one list,
+    per item its kind and its number of lines, and the notes of the few flagged requests."""
 
-    def close(self) -> None:
-        pass
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+        self.kinds = bytearray()
+        self.counts = array("I")
+        self.notes: dict[int, tuple[str, int]] = {}
+
+    def block(self, lines: list[bytes], note: str, dropped: int) -> None:
+        if note or dropped:
+            self.notes[len(self.kinds)] = (note, dropped)
+        self.lines.extend(lines)
+        self.kinds.append(BLOCK)
+        self.counts.append(len(lines))
+
+    def one(self, kind: int, line: bytes) -> None:
+        self.lines.append(line)
+        self.kinds.append(kind)
+        self.counts.append(1)
+
+    def clear(self) -> None:
+        self.lines = []
+        self.kinds = bytearray()
+        self.counts = array("I")
+        self.notes = {}
+
+
+def _write_ordered(out: Output, renderer: Renderer, pooled: bool, text: bytes, notices: bytes,
+                   first_divider: str | None, last_date: str) -> None:
+    """Write one block's output; when it was rendered apart (in a worker), drop its first date
+    line if that day had already been announced."""
+    if pooled and first_divider is not None:
+        if first_divider == renderer.current_date:
+            text = text.replace(renderer.divider_text(first_divider).encode(), b"", 1)
+        renderer.current_date = last_date or renderer.current_date
+    if text:
+        out.write(text)
+    if notices:
+        out.write_errors(notices)
 
 
 class StatsSink:
