@@ -198,13 +198,19 @@ class Renderer:
         p = self.p
         get = record.get
         clock = self.clock
-        hms = clock.time(get("timestamp"))
+        stamp = get("timestamp")
+        # the clock's fast path, inlined: a line of the same second as the one before
+        if type(stamp) is str and len(stamp) == 27 and stamp[:19] == clock._last_key and stamp[20:23].isdigit():
+            hms = clock._last_hms + stamp[19:23]
+        else:
+            hms = clock.time(stamp)
         head = self.divider(clock.date) if clock.date != self.current_date and not indent else ""
         trace = ""
         if trace_column:
             tid = get("trace_id")
-            if type(tid) is str and len(tid) >= 8 and tid[:8].isalnum():
-                trace = f"{p.trace}{tid[:8]}{p.reset} "
+            short = tid[:8] if type(tid) is str else None
+            if short is not None and len(short) == 8 and short.isalnum():
+                trace = f"{p.trace}{short}{p.reset} "
             else:
                 trace = "         "
         name = get("event")
@@ -263,7 +269,13 @@ class Renderer:
     def _request_finished(self, record: Record, link: bool = True) -> str:
         p = self.p
         get = record.get
-        out = self._request(record)
+        method = get("http.request.method")
+        path = get("url.path")
+        if (type(method) is str and type(path) is str and "url.query" not in record and method.isalpha()
+                and len(path) <= self.limit and path.isprintable()):
+            out = f" {method} {path}"  # the common case, without a call
+        else:
+            out = self._request(record)
         status = get("http.response.status_code")
         if type(status) is int:
             text = self._statuses.get(status)
