@@ -51,6 +51,43 @@ def _tail(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.tail.command").run(args, parser))
 
 
+@subcommand
+def _run(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run", help="run a command with flask-sigobs attached to every Flask app it serves",
+        usage="sigobs run [-h] -- COMMAND [ARG ...]",
+        description="Run COMMAND (for example: gunicorn -w 4 app:app, flask --app app run, "
+                    "python app.py) with flask-sigobs attached to every Flask app it creates, without "
+                    "changing the app's code. OpenTelemetry is set up from the OTEL_* variables, "
+                    "flask-sigobs from the SIGOBS_* ones. The same as opentelemetry-instrument does "
+                    "with flask-sigobs installed, for those who do not use it.")
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND",
+                        help="the command and its arguments, after --")
+    parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.bootstrap").run(args.command))
+
+
+@subcommand
+def _doctor(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "doctor", help="say what flask-sigobs will do for an app, and whether its output can arrive",
+        description="Load the app, say what flask-sigobs will do for it (configuration and where each "
+                    "value comes from, signals, who set up OpenTelemetry and structlog, exporter, "
+                    "endpoint, protocol, sampler), send a test span to the configured endpoint, and look "
+                    "for the known ways to see nothing. Exit status: 0 when traces and logs will "
+                    "arrive, 1 when something will keep them from arriving, 2 when the app could not "
+                    "be loaded.")
+    parser.add_argument("app", nargs="?", metavar="APP",
+                        help="the app as Flask's --app takes it: module:app, module:create_app(), "
+                             "path/to/app.py (default: FLASK_APP, or the app of 'flask --app APP')")
+    parser.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
+                        help="how long the test span may take (default: the exporter's own timeout, "
+                             "OTEL_EXPORTER_OTLP_TIMEOUT, at most 30 s)")
+    parser.add_argument("--no-test-span", dest="test_span", action="store_false",
+                        help="do not send a test span")
+    parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.doctor").run(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigobs", description="flask-sigobs: a Flask app's signals as correlated JSON logs and "

@@ -64,12 +64,10 @@ def create_app(name: str = "factory") -> Flask:
 
     @app.route("/whoami")
     def whoami() -> Any:
-        from flask import current_app
-
-        sigobs = current_app.extensions.get("sigobs")
-        return jsonify(app=current_app.name, pid=os.getpid(), attached=sigobs is not None,
-                       own_sigobs=sigobs is not None and sigobs is OWN.get(current_app.name),
-                       flask_class=f"{type(current_app).__module__}.{type(current_app).__qualname__}")
+        sigobs = app.extensions.get("sigobs")
+        return jsonify(app=app.name, pid=os.getpid(), attached=sigobs is not None,
+                       own_sigobs=sigobs is not None and sigobs is OWN.get(app.name),
+                       flask_class=f"{type(app).__module__}.{type(app).__qualname__}")
 
     return app
 
