@@ -15,7 +15,7 @@ import time
 from .clock import Clock
 from .options import Settings, settings
 from .output import Output, silence_stdout
-from .parallel import worth_it
+from .parallel import Slice, worth_it
 from .reader import FileSource, Source, StreamSource, open_sources, wait_readable
 from .render import Renderer
 from .sinks import LineSink, RequestSink, StatsSink
@@ -89,6 +89,12 @@ def _loop(config: Settings, sources: list[Source], sink: LineSink | RequestSink 
     streams = [s for s in sources if isinstance(s, StreamSource)]
     flush_each = config.follow or bool(streams)
     monotonic = time.monotonic
+    if isinstance(sink, LineSink) and sink.pool is not None and not streams and not config.follow:
+        for source in sources:  # workers read the blocks themselves; here only where they lie
+            if isinstance(source, FileSource):
+                while (piece := source.read_slice()) is not None:
+                    sink.feed_slice(Slice(*piece))
+        return
     while True:
         got = False
         for source in sources:

@@ -200,6 +200,31 @@ class FileSource:
             return self._drain()
         return b""
 
+    def read_slice(self) -> tuple[str, int, int] | None:
+        """Where the next block of whole lines lies, without reading it (for a worker process to
+        read): only the bytes around the block's end are read, to end it at a newline. None at
+        the end of the file. For a regular file read once, not followed."""
+        if self.done or self._fd is None:
+            return None
+        size = os.fstat(self._fd).st_size
+        start = self._position
+        if start >= size:
+            self.close()
+            self.done = True
+            return None
+        end = min(start + READ_SIZE, size)
+        while end < size:
+            window = os.pread(self._fd, 1 << 16, end)
+            newline = window.find(b"\n")
+            if newline >= 0:
+                end += newline + 1
+                break
+            end += len(window)
+            if not window or end - start > MAX_LINE:
+                break
+        self._position = end
+        return self.name, start, end - start
+
     def backlog(self) -> int:
         """Bytes left to read now (0 for what is not a regular file)."""
         if self._fd is None:

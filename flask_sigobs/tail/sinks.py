@@ -16,7 +16,7 @@ from . import records as r
 from .filters import FilterSet, _all_objects
 from .group import BLOCK, RAW, SINGLE, Grouper, in_time_order, key_of, key_of_record
 from .output import Output
-from .parallel import Pool
+from .parallel import Pool, Slice, read_slice
 from .records import Record, parse
 from .render import Renderer
 from .stats import Stats
@@ -45,6 +45,13 @@ class LineSink:
             self.pool.submit(block)
         else:
             self._write(*self._process(block))
+
+    def feed_slice(self, piece: Slice) -> None:
+        """A block of a regular file, by position: read by the worker that renders it."""
+        if self.pool is not None:
+            self.pool.submit(piece)
+        else:
+            self._write(*self._process(read_slice(piece)))
 
     def _fresh(self, block: bytes) -> tuple[bytes, bytes, str | None, str]:
         """In a worker: a block rendered without knowing the date of the lines before it."""
