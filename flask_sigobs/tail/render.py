@@ -374,7 +374,7 @@ class Renderer:
         first = records[0] if records else (end if end is not None else {})
         source = end if end is not None else first
         hms = self.clock.time(source.get(r.TIMESTAMP))
-        head = self.divider(self.clock.date)
+        head = self.divider(self.clock.date) if self.clock.date != self.current_date else ""
         if end is not None and (len(records) < 2 or (r.USER in end and r.METHOD in end)):
             summary = end  # the access line says it all (the common case: keep it cheap)
         else:
@@ -390,7 +390,11 @@ class Renderer:
                     if r.USER in record:
                         summary[r.USER] = record[r.USER]
                         break
-        out = f"{head}{p.bold}──{p.reset} {p.dim}{hms}{p.reset} {self.level_text(source)}"
+        level = source.get(r.LEVEL)
+        level = self._levels.get(level) if type(level) is str else None
+        if level is None:
+            level = self.level_text(source)
+        out = f"{head}{p.bold}──{p.reset} {p.dim}{hms}{p.reset} {level}"
         if r.METHOD in summary or r.PATH in summary:
             out += self._request_finished(summary, link=False)
         else:

@@ -250,6 +250,24 @@ class RequestSink:
 
     def _request(self, lines: list[bytes], note: str, dropped: int, text: list[str],
                  raw_out: list[bytes], notices: list[str]) -> None:
+        if len(lines) == 1 and not dropped:  # the usual request at level info: its access line alone
+            line = lines[0]
+            try:
+                record = loads(line)
+            except JSONDecodeError:
+                record = parse(line)
+            if type(record) is dict and record.get(r.EVENT) == r.REQUEST_FINISHED:
+                if self.match_line is not None and not self.match_line(record):
+                    return
+                if self.errors_only and not self._failed(record):
+                    return
+                if self.json:
+                    raw_out.append(line)
+                elif self.blocks:
+                    text.append(self.renderer.header(_ALONE, record, note))
+                else:
+                    text.append(self.renderer.record(record))
+                return
         pairs: list[tuple[bytes, Record]] = []
         for line in lines:
             try:
@@ -324,6 +342,7 @@ class RequestSink:
 
 
 _NO_NOTE = ("", 0)
+_ALONE: list[Record] = []  # the other lines of a request that has only its access line
 
 
 class _Batch:
