@@ -10,7 +10,8 @@ import time
 import traceback
 from typing import Any
 
-from .redaction import Redactor
+from .errors import report_once
+from .redaction import SECRETS_KEY, Redactor, escape, scrub, scrub_exception
 from .requeststate import RequestState, client_address
 
 MAX_FRAMES = 30
@@ -70,7 +71,25 @@ def exception_type(exc: BaseException) -> str:
 
 
 def exception_attributes(exc: BaseException, redactor: Redactor) -> dict[str, Any]:
-    """Type, message and stack trace, both as text (the OpenTelemetry key) and as frames."""
+    """Type, message and stack trace, both as text (the OpenTelemetry key) and as frames.
+
+    An exception raised while serving a request may echo the value of one of its sensitive
+    fields (``ValueError(f"bad password {form['password']}")``): those values are replaced by
+    ``[REDACTED]`` here, in the exception itself (so Flask's error log and the span's
+    ``exception`` event say it too) and, for ``otel_setup.release_end``, noted in the environ.
+    """
+    import flask  # here: importing this module must not import Flask (``sigobs tail``)
+
+    secrets: tuple[str, ...] = ()
+    try:
+        if flask.has_request_context():
+            request = flask.request._get_current_object()
+            secrets = redactor.request_secrets(request)
+            if secrets:
+                request.environ[SECRETS_KEY] = secrets
+                scrub_exception(exc, secrets)
+    except Exception as error:  # never let the search for secrets cost the event
+        report_once(("secrets", type(error)), "flask-sigobs could not search an exception for secrets: %r", error)
     try:
         message = str(exc)
     except Exception:
@@ -80,14 +99,17 @@ def exception_attributes(exc: BaseException, redactor: Redactor) -> dict[str, An
         stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=-MAX_FRAMES))
     except Exception:
         stack = "".join(traceback.format_list(frames))
+    if secrets:
+        message = scrub(message, secrets)
+        stack = scrub(stack, secrets)
     if len(stack) > MAX_STACKTRACE:
         stack = "..." + stack[-MAX_STACKTRACE:]
     return {
         "exception.type": exception_type(exc),
         "exception.message": redactor.text(message),
-        "exception.stacktrace": stack,
+        "exception.stacktrace": escape(stack),
         "exception.frames": [
-            {"file": f.filename, "line": f.lineno, "function": f.name} for f in frames
+            {"file": redactor.text(f.filename), "line": f.lineno, "function": redactor.text(f.name)} for f in frames
         ],
     }
 

@@ -10,6 +10,7 @@ defers the span's end until the WSGI call is over, so every event lands on its r
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
@@ -17,11 +18,40 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.trace import Status, StatusCode
 
 from .config import ConfigError
+from .errors import report_once
+from .redaction import SECRETS_KEY, Redactor, scrub
+from .spanqueue import ExportQueue
 
 OTEL_SPAN_KEY = "opentelemetry-flask.span_key"
+
+#: Seconds one export may take (``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``,
+#: read in seconds as the Python SDK does): a black-holed collector holds the export thread that
+#: long, never longer than ``MAX_EXPORT_TIMEOUT``.
+DEFAULT_EXPORT_TIMEOUT = 10.0
+MAX_EXPORT_TIMEOUT = 30.0
+
+
+def export_timeout(environ: Any = None) -> float:
+    """The exporter's timeout in seconds: the standard variables, bounded to (0, 30]."""
+    environ = os.environ if environ is None else environ
+    raw = environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    if not raw:
+        return DEFAULT_EXPORT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        return DEFAULT_EXPORT_TIMEOUT
+    if value > MAX_EXPORT_TIMEOUT:
+        report_once("export_timeout", "flask-sigobs: an OTLP export timeout of %s s is too long; using %s s",
+                    raw, MAX_EXPORT_TIMEOUT)
+        return MAX_EXPORT_TIMEOUT
+    return value
 
 
 def otlp_exporter(environ: Any = None) -> SpanExporter | None:
@@ -43,11 +73,11 @@ def otlp_exporter(environ: Any = None) -> SpanExporter | None:
     if protocol == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
 
-        return GrpcExporter()
+        return GrpcExporter(timeout=export_timeout(environ))
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter()
+        return HttpExporter(timeout=export_timeout(environ))
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be 'http/protobuf' or 'grpc', not {protocol!r}")
 
 
@@ -65,7 +95,7 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     if exporter is None:
         exporter = otlp_exporter()
     if exporter is not None:
-        provider.add_span_processor(BatchSpanProcessor(exporter))
+        provider.add_span_processor(ExportQueue(exporter))  # bounded, counts what it drops
     if isinstance(current, trace.ProxyTracerProvider):
         trace.set_tracer_provider(provider)  # flushed at exit: TracerProvider registers atexit
     return provider, "flask-sigobs"
@@ -98,7 +128,61 @@ def release_end(span: Any, state: Any) -> None:
     """End the span held by :func:`hold_end`, now that the request has said everything."""
     if "end" in vars(span):
         del span.end
+        try:
+            scrub_span(span, state)
+        except Exception as exc:
+            report_once(("scrub_span", type(exc)), "flask-sigobs could not scrub a span: %r", exc)
         span.end(end_time=time.time_ns())
+
+
+def scrub_span(span: Any, state: Any) -> None:
+    """Before the span ends: what the span source wrote from the raw request, made ours.
+
+    - The instrumentation records the exception with ``str(exc)`` as its ``exception`` event and
+      status description: a secret of the request that the exception echoes is replaced (the
+      secrets were noted by ``events.exception_attributes``; when that signal is off they are
+      looked for here with the default sensitive keys).
+    - ``client.address``: the instrumentation writes the socket peer; with trusted proxies
+      (``SIGOBS_TRUSTED_PROXIES``) it is the forwarded client, as in the events. The socket
+      peer stays as ``network.peer.address``.
+    """
+    if not span.is_recording():
+        return
+    environ = state.environ
+    base = state.base or {}
+    client = base.get("client.address")
+    attributes = getattr(span, "attributes", None) or {}
+    if client and attributes.get("client.address") not in (None, client):
+        span.set_attribute("network.peer.address", attributes["client.address"])
+        span.set_attribute("client.address", client)
+    status = getattr(span, "status", None)
+    events = getattr(span, "_events", None)
+    failed = status is not None and status.status_code is StatusCode.ERROR
+    if not failed and not any(event.name == "exception" for event in events or ()):
+        return
+    secrets = environ.get(SECRETS_KEY)
+    if secrets is None:
+        request = environ.get("werkzeug.request")
+        secrets = Redactor().request_secrets(request) if request is not None else ()
+    if not secrets:
+        return
+    if failed and status.description and scrub(status.description, secrets) != status.description:
+        span.set_status(Status(StatusCode.ERROR, scrub(status.description, secrets)))
+    if events is not None:
+        _scrub_events(span, events, secrets)
+
+
+def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
+    from opentelemetry.sdk.trace import Event
+
+    with span._lock:
+        stored = events._dq  # BoundedList: the SDK offers no way to edit a recorded event
+        for index, event in enumerate(list(stored)):
+            attributes = event.attributes or {}
+            changed = {key: scrub(value, secrets) for key, value in attributes.items()
+                       if isinstance(value, str) and scrub(value, secrets) != value}
+            if changed:
+                stored[index] = Event(event.name, {**attributes, **changed}, event.timestamp)
 
 
 _QUERY_KEYS = ("url.query", "http.target", "http.url", "url.full")
