@@ -181,7 +181,7 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
     report.exporters = [e.describe() for e in exporters]
     _check_exporters(report, runtime, exporters)
     _check_sampler(report, runtime.tracer_provider)
-    if send_test_span:
+    if send_test_span and not _sdk_disabled():
         for exporter in exporters:
             if exporter.kind in ("otlp-http", "otlp-grpc"):
                 delivery = send_test_span_to(exporter, runtime.tracer_provider, timeout)
@@ -297,8 +297,12 @@ def _signals(settings: Any, sigobs: Any) -> list[str]:
     return names
 
 
+def _sdk_disabled() -> bool:
+    return str(os.environ.get("OTEL_SDK_DISABLED", "")).strip().lower() == "true"
+
+
 def _check_sdk(report: Report, runtime: Any) -> None:
-    if str(os.environ.get("OTEL_SDK_DISABLED", "")).strip().lower() == "true":
+    if _sdk_disabled():
         report.add("sdk", PROBLEM, "OTEL_SDK_DISABLED=true: the OpenTelemetry SDK records no span",
                    "unset OTEL_SDK_DISABLED")
     if not hasattr(runtime.tracer_provider, "add_span_processor"):
@@ -433,17 +437,16 @@ def _check_sampler(report: Report, provider: Any) -> None:
 
 
 def sampler_name(sampler: Any) -> str:
-    """A sampler as ``OTEL_TRACES_SAMPLER`` would name it: ``parentbased_always_on``, ``traceidratio(0.1)``."""
-    name = type(sampler).__name__
-    if name == "ParentBased":
+    """A sampler as ``OTEL_TRACES_SAMPLER`` names it: ``parentbased_always_on``, ``traceidratio(0.1)``."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    if isinstance(sampler, ParentBased):
         root = getattr(sampler, "_root", None)
         return f"parentbased_{sampler_name(root)}" if root is not None else "parentbased"
-    if name in ("StaticSampler", "_AlwaysOn", "_AlwaysOff") or name.startswith("_Always"):
-        description = sampler.get_description()
-        return {"AlwaysOnSampler": "always_on", "AlwaysOffSampler": "always_off"}.get(description, description)
-    if name in ("TraceIdRatioBased", "ParentBasedTraceIdRatio"):
-        return f"traceidratio({getattr(sampler, 'rate', '?')})"
-    return sampler.get_description() if hasattr(sampler, "get_description") else name
+    if isinstance(sampler, TraceIdRatioBased):
+        return f"traceidratio({sampler.rate})"
+    description = sampler.get_description() if hasattr(sampler, "get_description") else type(sampler).__name__
+    return {"AlwaysOnSampler": "always_on", "AlwaysOffSampler": "always_off"}.get(description, description)
 
 
 # -- the test span ----------------------------------------------------------------------------
@@ -463,8 +466,10 @@ def _test_span(provider: Any) -> Any:
             captured.extend(spans)
             return SpanExportResult.SUCCESS
 
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
     resource = getattr(provider, "resource", None) or Resource.create({})
-    local = TracerProvider(resource=resource, shutdown_on_exit=False)
+    local = TracerProvider(resource=resource, sampler=ALWAYS_ON, shutdown_on_exit=False)
     local.add_span_processor(SimpleSpanProcessor(Keep()))
     tracer = local.get_tracer("flask_sigobs.doctor")
     with tracer.start_as_current_span("sigobs doctor test span", kind=SpanKind.INTERNAL,
@@ -784,11 +789,12 @@ def _check_instrumented_once(report: Report, app: Any, runtime: Any) -> None:
     if len(makers) > 1:
         report.add("instrumented once", PROBLEM,
                    f"the app is instrumented {len(makers)} times ({', '.join(makers)}): each request makes "
-                   f"{len(makers)} server spans, and the events go on one of them only",
+                   f"{len(makers)} spans, one inside the other, and the events land on one of them only (the "
+                   f"trace's root span, the one a search lists, has none)",
                    "keep one: drop the OpenTelemetryMiddleware (or the second instrument_app call), the Flask "
                    "instrumentation already makes the server span")
     elif makers:
-        report.add("instrumented once", OK, f"one server span per request ({makers[0]})")
+        report.add("instrumented once", OK, f"one span per request ({makers[0]})")
 
 
 def _span_makers(app: Any, runtime: Any) -> list[str]:
@@ -821,14 +827,16 @@ def _inner_wsgi(node: Any) -> Any:
         inner = getattr(node, attribute, None)
         if inner is not None and callable(inner) and inner is not node:
             return inner
-    for cell in getattr(node, "__closure__", None) or ():  # a wrapping function: its wrapped app
-        try:
-            value = cell.cell_contents
-        except ValueError:
-            continue
-        if callable(value) and (getattr(value, "__self__", None) is not None or hasattr(value, "__closure__")) \
-                and getattr(value, "__name__", "") in ("wsgi_app", "_wrapped_app", "__call__"):
-            return value
+    code = getattr(node, "__code__", None)  # a wrapping function: the app it closes over
+    cells = dict(zip(code.co_freevars, node.__closure__ or ())) if code is not None else {}
+    for name in ("wsgi_app", "app", "wsgi", "application"):
+        if name in cells:
+            try:
+                value = cells[name].cell_contents
+            except ValueError:
+                continue
+            if callable(value):
+                return value
     return None
 
 

@@ -1,0 +1,283 @@
+"""``sigobs doctor``: the words and the exit status, against real endpoints that work and that don't.
+
+Each case runs the command as a user would (``python -m flask_sigobs doctor APP``, or ``flask --app
+APP sigobs doctor``) in a fresh process whose only configuration is its environment. The working
+endpoints are the Collector of the end-to-end test, in front of Jaeger (the test span is then
+looked up in Jaeger); the others are a refused port, a black hole (a socket that accepts and
+never answers), the other protocol's port, a wrong path and TLS spoken to a plain-text port.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import attach_support as support
+
+APP = "tests.attach_apps:create_app"
+
+
+@pytest.fixture(scope="module")
+def receiver(tmp_path_factory: pytest.TempPathFactory):
+    with support.otlp_receiver(tmp_path_factory.mktemp("doctor-receiver")) as stack:
+        yield stack
+
+
+def doctor(app: str | None = APP, *args: str, command: list[str] | None = None, **env: str) -> tuple[int, str]:
+    """Run ``sigobs doctor``; its exit status and its output (standard output then error)."""
+    argv = command or [sys.executable, "-m", "flask_sigobs", "doctor", *([app] if app else []), *args]
+    result = subprocess.run(argv, cwd=support.ROOT, env=support.clean_environ(**env), capture_output=True,
+                            text=True, timeout=90)
+    return result.returncode, result.stdout + result.stderr
+
+
+def doctor_json(app: str = APP, *args: str, **env: str) -> tuple[int, dict[str, Any]]:
+    code, output = doctor(app, "--json", *args, **env)
+    return code, json.loads(output[:output.rindex("}") + 1])
+
+
+def http_endpoint(receiver) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.collector_http}"}
+
+
+def grpc_endpoint(receiver) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.collector_grpc}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+
+
+def line(output: str, start: str) -> str:
+    found = [text for text in output.splitlines() if text.strip().startswith(start)]
+    assert found, f"no line starting with {start!r} in:\n{output}"
+    return found[0].strip()
+
+
+def test_sample_failures_are_said_in_the_checks(receiver):
+    """The text report: a PROBLEM line with its fix, and the verdict."""
+    code, output = doctor(APP, "--timeout", "2", OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9")
+    assert code == 1, output
+    assert "PROBLEM  test span: test span to http://127.0.0.1:9/v1/traces (http/protobuf): connection refused" in output
+    assert "fix: start the collector, or fix the host and port of OTEL_EXPORTER_OTLP_ENDPOINT" in output
+    assert output.rstrip().endswith("Result: 1 problem will keep traces or logs from arriving.")
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_working_endpoint_accepts_the_test_span_and_jaeger_shows_it(receiver, protocol: str):
+    env = http_endpoint(receiver) if protocol == "http/protobuf" else grpc_endpoint(receiver)
+    service = "doctor" + support.run_id()
+    code, output = doctor(APP, SIGOBS_SERVICE_NAME=service, **env)
+    assert code == 0, output
+    test_span = line(output, "Test span:")
+    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
+    assert test_span.startswith(f"Test span:       {expected} in "), test_span
+    assert f"service {service})" in test_span
+    assert line(output, "Exporter:").endswith(f"endpoint {env['OTEL_EXPORTER_OTLP_ENDPOINT']}"
+                                             f"{'/v1/traces' if protocol == 'http/protobuf' else ''}, "
+                                             f"protocol {protocol}")
+    assert output.rstrip().endswith("Result: traces and logs will arrive.")
+    trace_id = re.search(r"trace id ([0-9a-f]{32})", test_span).group(1)
+    trace = support.wait_for("the test span in Jaeger", lambda: receiver.query.trace(trace_id), 30, interval=0.3)
+    (span,) = trace["spans"]
+    assert span["operationName"] == "sigobs doctor test span"
+    assert trace["processes"][span["processID"]]["serviceName"] == service
+
+
+FAILURES = {
+    # name: (environment builder, expected outcome, words)
+    "refused-http": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"},
+                     "refused", "connection refused: nothing listens on 127.0.0.1:{port}"),
+    "refused-grpc": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                                      "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                     "refused", "connection refused: nothing listens on 127.0.0.1:{port}"),
+    "black-hole-http": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}"},
+                        "timed_out", "timed out after 1 s: 127.0.0.1:{port} accepted the connection but never "
+                                     "answered"),
+    "black-hole-grpc": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
+                                         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                        "timed_out", "timed out after 1 s: 127.0.0.1:{port} accepted the connection but never "
+                                     "answered"),
+    "http-to-the-grpc-port": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{r.collector_grpc}"},
+                              "wrong_protocol", "wrong protocol: 127.0.0.1:{grpc} is a gRPC endpoint (HTTP/2), "
+                                                "spoken to over OTLP/HTTP"),
+    "grpc-to-the-http-port": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{r.collector_http}",
+                                               "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                              "wrong_protocol", "wrong protocol: 127.0.0.1:{http} is an HTTP/1.1 endpoint "
+                                                "(OTLP/HTTP?), spoken to over gRPC"),
+    "wrong-path": (lambda r, port: {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"http://127.0.0.1:{r.collector_http}/traces"},
+                   "wrong_path", "HTTP 404 (wrong path): nothing at /traces on 127.0.0.1:{http}"),
+    "tls-to-a-plain-http-port": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://127.0.0.1:{r.collector_http}"},
+                                 "tls", "TLS not expected: the exporter speaks TLS (https://) but 127.0.0.1:{http} "
+                                        "answers in plain text"),
+    "tls-to-a-plain-grpc-port": (lambda r, port: {"OTEL_EXPORTER_OTLP_ENDPOINT": f"https://127.0.0.1:{r.collector_grpc}",
+                                                  "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                                 "tls", "TLS not expected: the exporter speaks TLS but 127.0.0.1:{grpc} answers in "
+                                        "plain text"),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
+    build, outcome, words = FAILURES[case]
+    holder = support.black_hole() if case.startswith("black-hole") else support.refused_port()
+    with holder as port:
+        env = build(receiver, port)
+        code, report = doctor_json(APP, "--timeout", "1", **env)
+    assert code == 1
+    assert report["ok"] is False
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == outcome
+    expected = words.format(port=port, grpc=receiver.collector_grpc, http=receiver.collector_http)
+    assert delivery["words"].startswith(expected), delivery["words"]
+    assert delivery["fix"]
+    assert any(p.startswith("test span to ") and expected in p for p in report["problems"]), report["problems"]
+    if outcome == "timed_out":
+        assert 0.9 <= delivery["seconds"] < 10
+
+
+@pytest.mark.parametrize("case,env,words", [
+    ("no-endpoint", {}, "no endpoint configured: neither OTEL_EXPORTER_OTLP_ENDPOINT nor "
+                        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set"),
+    ("exporter-none", {"OTEL_TRACES_EXPORTER": "none"}, "OTEL_TRACES_EXPORTER=none: spans are not exported"),
+    ("sampler-drops-all", {"OTEL_TRACES_SAMPLER": "always_off", "_endpoint": "1"},
+     "the sampler always_off drops every new trace"),
+    ("ratio-zero", {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0",
+                    "_endpoint": "1"}, "the sampler parentbased_traceidratio(0.0) drops every new trace"),
+    ("log-level-hides-the-events", {"SIGOBS_LOG_LEVEL": "warning", "_endpoint": "1"},
+     "SIGOBS_LOG_LEVEL=warning hides the access lines"),
+    ("excluded-paths-cover-every-route", {"SIGOBS_EXCLUDED_PATHS": "/*", "_endpoint": "1"},
+     "SIGOBS_EXCLUDED_PATHS (/*) covers every route of the app (7)"),
+    ("disabled-and-not-attached-by-the-app", {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask_sigobs",
+                                              "_endpoint": "1"},
+     "switches the auto-attach off: nothing will attach it"),
+    ("invalid-setting", {"SIGOBS_LOG_LEVEL": "chatty", "_endpoint": "1"},
+     "flask-sigobs cannot attach: ConfigError: SIGOBS_LOG_LEVEL must be one of"),
+    ("sdk-disabled", {"OTEL_SDK_DISABLED": "true", "_endpoint": "1"}, "OTEL_SDK_DISABLED=true"),
+])
+def test_the_known_ways_to_see_nothing(receiver, case: str, env: dict[str, str], words: str):
+    env = dict(env)
+    if env.pop("_endpoint", None):
+        env.update(http_endpoint(receiver))
+    code, output = doctor(APP, **env)
+    assert code == 1, output
+    problems = [text.strip() for text in output.splitlines() if text.strip().startswith("PROBLEM")]
+    assert any(words in problem for problem in problems), f"{words!r} not in {problems}\n{output}"
+    assert "Result: " in output and "will keep traces or logs from arriving" in output
+
+
+@pytest.mark.parametrize("factory,words", [
+    ("twice_instrumented", "the app is instrumented 2 times (opentelemetry-instrumentation-flask, "
+                           "opentelemetry-instrumentation-wsgi OpenTelemetryMiddleware)"),
+    ("structlog_dropping", "structlog is configured by the app so that flask-sigobs's lines are filtered out: "
+                           "its processor only_mine drops them"),
+    ("structlog_warnings_only", "structlog is configured by the app so that flask-sigobs's lines are filtered "
+                                "out: its wrapper class"),
+])
+def test_set_ups_of_the_app_itself_that_hide_the_output(receiver, factory: str, words: str):
+    code, output = doctor(f"tests.attach_apps:{factory}", **http_endpoint(receiver))
+    assert code == 1, output
+    assert words in line(output, "PROBLEM"), output
+
+
+def test_an_app_that_set_up_structlog_in_a_way_that_lets_lines_through(receiver):
+    code, output = doctor("tests.attach_apps:structlog_passing", **http_endpoint(receiver))
+    assert code == 0, output
+    assert line(output, "structlog:").endswith("configured by the app")
+    assert "ok       structlog: structlog is configured by the app: flask-sigobs's lines go through its pipeline" \
+        in output
+
+
+@pytest.mark.parametrize("protocol,preload,status,words", [
+    ("http/protobuf", True, "ok", "the batch span processor is created at import by the app; under gunicorn "
+                                  "--preload it restarts its export thread in each worker after the fork"),
+    ("grpc", True, "PROBLEM", "a gRPC exporter is created at import by the app: with gunicorn --preload its "
+                              "channel is opened before the fork"),
+    ("grpc", False, "warning", "a gRPC exporter is created at import by the app"),
+])
+def test_opentelemetry_set_up_at_import_before_a_fork(receiver, protocol: str, preload: bool, status: str,
+                                                     words: str):
+    env = http_endpoint(receiver) if protocol == "http/protobuf" else grpc_endpoint(receiver)
+    if preload:
+        env["GUNICORN_CMD_ARGS"] = "--preload --workers 4"
+    code, output = doctor("tests.attach_apps:otel_at_import", **env)
+    assert code == (1 if status == "PROBLEM" else 0), output
+    fork = line(output, f"{status:<7}  fork:")
+    assert words in fork, fork
+    assert line(output, "OpenTelemetry:").startswith("OpenTelemetry:   set up by the app")
+
+
+def test_the_configuration_with_where_each_value_comes_from(receiver):
+    code, report = doctor_json("tests.attach_apps:with_config", SIGOBS_LOG_LEVEL="debug",
+                               SIGOBS_LOG_FILE="/tmp/sigobs-doctor-test.jsonl", **http_endpoint(receiver))
+    assert code == 0, report
+    configuration = report["configuration"]
+    assert configuration["SIGOBS_SERVICE_NAME"] == {"value": "configured-in-app", "source": "app.config"}
+    assert configuration["SIGOBS_REDACT_KEYS"] == {"value": "card_number", "source": "app.config"}
+    assert configuration["SIGOBS_LOG_LEVEL"] == {"value": "debug", "source": "environment"}
+    assert configuration["SIGOBS_LOG_FORMAT"] == {"value": "json", "source": "default"}
+    assert configuration["SIGOBS_REQUEST_ID_HEADER"] == {"value": "X-Request-ID", "source": "default"}
+    assert report["logs"] == {"destination": "/tmp/sigobs-doctor-test.jsonl", "format": "json"}
+    assert {"flask.request_started", "flask.request_finished", "auth.login_failed"} <= set(report["signals"])
+    assert report["opentelemetry"]["set_up_by"] == "flask-sigobs"
+    assert report["opentelemetry"]["service_name"] == "configured-in-app"
+    assert report["structlog"]["configured_by"] == "flask-sigobs"
+    (exporter,) = report["exporters"]
+    assert exporter["kind"] == "otlp-http" and exporter["protocol"] == "http/protobuf"
+    assert exporter["endpoint"] == f"http://127.0.0.1:{receiver.collector_http}/v1/traces"
+    assert report["sampler"]["description"] == "parentbased_always_on"
+    assert report["sampler"]["kept_share_of_new_traces"] == 1.0
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == "accepted" and delivery["http_status"] == 200
+    assert report["ok"] is True and report["problems"] == []
+    assert report["verdict"] == "traces and logs will arrive"
+    checks = {finding["check"]: finding["status"] for finding in report["findings"]}
+    assert checks["instrumented once"] == "ok" and checks["excluded paths"] == "ok"
+    assert checks["log level"] == "ok" and checks["fork"] == "ok"
+
+
+def test_an_app_that_calls_sigobs_itself(receiver):
+    code, output = doctor("tests.attach_apps:with_sigobs", **http_endpoint(receiver))
+    assert code == 0, output
+    assert line(output, "Attached by:") == "Attached by:     the app's own code (SigObs(app) or init_app)"
+
+
+def test_under_sigobs_run_the_doctor_says_so(receiver):
+    command = [*support.LAUNCHERS["sigobs-run"], sys.executable, "-m", "flask_sigobs", "doctor", APP]
+    code, output = doctor(command=command, **http_endpoint(receiver))
+    assert code == 0, output
+    assert "this process was started by `sigobs run`" in line(output, "ok       attach:")
+
+
+def test_secrets_in_the_otel_variables_are_not_shown(receiver):
+    secret = "s3cr3t-t0ken-for-doctor"
+    env = {**http_endpoint(receiver), "OTEL_EXPORTER_OTLP_HEADERS": f"authorization=Bearer {secret},x-team=a"}
+    code, output = doctor(APP, **env)
+    assert code == 0, output
+    assert secret not in output
+    assert "OTEL_EXPORTER_OTLP_HEADERS=authorization=[REDACTED],x-team=[REDACTED]" in output
+    code, report = doctor_json(APP, **env)
+    assert secret not in json.dumps(report)
+
+
+@pytest.mark.parametrize("reachable", [True, False])
+def test_flask_app_sigobs_doctor(receiver, reachable: bool):
+    with support.refused_port() as port:
+        endpoint = f"http://127.0.0.1:{receiver.collector_http if reachable else port}"
+        command = [str(support.BIN / "flask"), "--app", "tests.attach_apps:create_app('via-flask')", "sigobs",
+                   "doctor", "--timeout", "2"]
+        code, output = doctor(command=command, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+    assert code == (0 if reachable else 1), output
+    assert line(output, "flask-sigobs doctor:").startswith("flask-sigobs doctor: app 'via-flask'")
+    assert ("accepted (HTTP 200)" if reachable else "connection refused") in line(output, "Test span:")
+
+
+def test_an_app_that_cannot_be_loaded(tmp_path: Path):
+    code, output = doctor("tests.no_such_module:app")
+    assert code == 2
+    assert output.startswith("sigobs doctor: could not load the app:")
+    code, output = doctor("tests.no_such_module:app", "--json")
+    assert code == 2 and json.loads(output)["ok"] is False
