@@ -15,7 +15,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -292,28 +291,3 @@ def flasgger_examples() -> Path:
         raise AssertionError(f"could not unpack Flasgger's examples into {target}")
     return target
 
-
-# -- endpoints that do not work ---------------------------------------------------------------
-# (tests/servers.py, of the fault tests, has the same two; these stay here until it is shared.)
-
-@contextlib.contextmanager
-def refused_port() -> Iterator[int]:
-    """A loopback port held by a bound socket that never listens: connections to it are refused."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()
-
-
-@contextlib.contextmanager
-def black_hole() -> Iterator[int]:
-    """A loopback port whose socket accepts connections (the kernel's backlog) and never answers."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)  # never accept()ed: connections complete, nothing is ever read nor written
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        sock.close()

@@ -9,16 +9,19 @@ never answers), the other protocol's port, a wrong path and TLS spoken to a plai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
 import sys
+import urllib.parse
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
 from . import attach_support as support
+from .servers import BlackHole, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
 
@@ -27,6 +30,18 @@ APP = "tests.attach_apps:create_app"
 def receiver(tmp_path_factory: pytest.TempPathFactory):
     with support.otlp_receiver(tmp_path_factory.mktemp("doctor-receiver")) as stack:
         yield stack
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    with refused_endpoint() as url:
+        yield urllib.parse.urlsplit(url).port
+
+
+@contextlib.contextmanager
+def black_hole() -> Iterator[int]:
+    with BlackHole() as hole:
+        yield urllib.parse.urlsplit(hole.endpoint).port
 
 
 def doctor(app: str | None = APP, *args: str, command: list[str] | None = None, **env: str) -> tuple[int, str]:
@@ -123,7 +138,7 @@ FAILURES = {
 @pytest.mark.parametrize("case", list(FAILURES))
 def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
     build, outcome, words = FAILURES[case]
-    holder = support.black_hole() if case.startswith("black-hole") else support.refused_port()
+    holder = black_hole() if case.startswith("black-hole") else refused_port()
     with holder as port:
         env = build(receiver, port)
         code, report = doctor_json(APP, "--timeout", "1", **env)
@@ -265,7 +280,7 @@ def test_secrets_in_the_otel_variables_are_not_shown(receiver):
 
 @pytest.mark.parametrize("reachable", [True, False])
 def test_flask_app_sigobs_doctor(receiver, reachable: bool):
-    with support.refused_port() as port:
+    with refused_port() as port:
         endpoint = f"http://127.0.0.1:{receiver.collector_http if reachable else port}"
         command = [str(support.BIN / "flask"), "--app", "tests.attach_apps:create_app('via-flask')", "sigobs",
                    "doctor", "--timeout", "2"]
