@@ -79,6 +79,11 @@ class Renderer:
         self._levels: dict[Any, str] = {}
         self._events: dict[Any, str] = {}
         self._statuses: dict[int, str] = {}
+        self._user_key = f" {palette.key}user={palette.reset}"
+        self._time_open = palette.dim
+        self._time_close = palette.reset + " "
+        self._trace_open = palette.trace
+        self._trace_close = palette.reset + " "
         hidden = VERBOSE_SHOWN if verbose else ALWAYS_HIDDEN
 
         def known(shown: frozenset[str], consumed: frozenset[str]) -> frozenset[str]:
@@ -210,7 +215,7 @@ class Renderer:
             tid = get("trace_id")
             short = tid[:8] if type(tid) is str else None
             if short is not None and len(short) == 8 and short.isalnum():
-                trace = f"{p.trace}{short}{p.reset} "
+                trace = f"{self._trace_open}{short}{self._trace_close}"
             else:
                 trace = "         "
         name = get("event")
@@ -238,7 +243,7 @@ class Renderer:
             if not known.issuperset(record):
                 details += self.extras(record, known)
             stack = self.stack(record, indent) if "exception" in record or "exception.type" in record else ""
-        return f"{head}{indent}{p.dim}{hms}{p.reset} {level} {trace}{event}{details}{stack}"
+        return f"{head}{indent}{self._time_open}{hms}{self._time_close}{level} {trace}{event}{details}{stack}"
 
     def _fields(self, record: Record) -> str:
         shown = []
@@ -273,40 +278,40 @@ class Renderer:
         path = get("url.path")
         if (type(method) is str and type(path) is str and "url.query" not in record and method.isalpha()
                 and len(path) <= self.limit and path.isprintable()):
-            out = f" {method} {path}"  # the common case, without a call
+            request = f" {method} {path}"  # the common case, without a call
         else:
-            out = self._request(record)
+            request = self._request(record)
         status = get("http.response.status_code")
         if type(status) is int:
-            text = self._statuses.get(status)
-            if text is None:
-                text = self._statuses[status] = f" {p.status(status)}{status}{p.reset}"
-            out += text
-        elif status is not None:
-            out += f" {self.text(status)}"
+            status_text = self._statuses.get(status)
+            if status_text is None:
+                status_text = self._statuses[status] = f" {p.status(status)}{status}{p.reset}"
+        else:
+            status_text = f" {self.text(status)}" if status is not None else ""
         ms = get("duration_ms")
         if type(ms) is float or type(ms) is int:
             if ms < 1:
-                text = f"{ms:.3f}ms"
+                duration = f" {ms:.3f}ms"
             elif ms < 10:
-                text = f"{ms:.2f}ms"
-            elif ms < 1000:
-                text = f"{ms:.0f}ms"
+                duration = f" {ms:.2f}ms"
+            elif ms < 300:
+                duration = f" {ms:.0f}ms"
             else:
-                text = f"{ms / 1000:.2f}s"
-            if ms >= 300 and p.enabled:
-                text = f"{p.duration(ms)}{text}{p.reset}"
-            out += " " + text
+                duration = f" {p.duration(ms)}{duration_text(ms)}{p.reset}"
+        else:
+            duration = ""
         user = get("enduser.id")
-        if user is not None:
+        if user is None:
+            user_text = ""
+        else:
             if type(user) is not str or len(user) > self.limit or not user.isprintable():
                 user = self.text(user)
-            out += f" {p.key}user={p.reset}{user}"
+            user_text = f"{self._user_key}{user}"
         if self.jaeger and link:
             url = jaeger_link(self.jaeger, get("trace_id"))
             if url:
-                out += f"  {p.blue}{p.underline}{url}{p.reset}"
-        return out
+                return f"{request}{status_text}{duration}{user_text}  {p.blue}{p.underline}{url}{p.reset}"
+        return f"{request}{status_text}{duration}{user_text}"
 
     def _got_exception(self, record: Record) -> str:
         p = self.p
