@@ -140,7 +140,11 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
         report.add("attach", OK, f"flask-sigobs is attached by {report.attached_by}")
     else:
         launcher = _launcher_words()
-        report.attached_by = f"not by the app's code: {launcher}"
+        if autoattach.installed() or os.environ.get("SIGOBS_RUN"):
+            report.attached_by = f"the auto-attach, on the first request (the app does not call SigObs(app); {_where()})"
+        else:
+            report.attached_by = ("nothing yet: the app does not call SigObs(app); start it with `sigobs run -- COMMAND` "
+                                  "or `opentelemetry-instrument COMMAND` (the doctor attached it here as they would)")
         if autoattach.disabled():
             report.add("attach", PROBLEM,
                        "the app does not attach flask-sigobs itself, and OTEL_PYTHON_DISABLED_INSTRUMENTATIONS "
@@ -197,17 +201,19 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
     return report
 
 
-def _launcher_words() -> str:
+def _where() -> str:
     from . import autoattach
 
     if os.environ.get("SIGOBS_RUN"):
-        where = "this process was started by `sigobs run`"
-    elif autoattach.installed():
-        where = "this process was started by opentelemetry-instrument"
-    else:
-        where = "this process was started without a launcher"
+        return "this process was started by `sigobs run`"
+    if autoattach.installed():
+        return "this process was started by opentelemetry-instrument"
+    return "this process was started without a launcher"
+
+
+def _launcher_words() -> str:
     return (f"flask-sigobs attaches on the first request when the app is started with `sigobs run -- COMMAND` "
-            f"or `opentelemetry-instrument COMMAND` ({where})")
+            f"or `opentelemetry-instrument COMMAND` ({_where()})")
 
 
 def _type_name(value: Any) -> str:
@@ -1068,7 +1074,7 @@ def render(report: Report) -> str:
         lines.append(f"Log lines:       {report.logs['format']} to {report.logs['destination']}")
     if report.exporters:
         for exporter in report.exporters:
-            lines.append(f"Exporter:        {exporter['kind']} ({exporter['class']})"
+            lines.append(f"Exporter:        {exporter['class'].rsplit('.', 1)[-1]} ({exporter['kind']})"
                          + (f", endpoint {exporter['endpoint']}, protocol {exporter['protocol']}"
                             if exporter["endpoint"] else ""))
     elif report.opentelemetry:
