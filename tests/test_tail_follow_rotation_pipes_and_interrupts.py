@@ -10,7 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tail_support import SIGOBS, ROOT, Follower, env, event_line, write_tour_log
+from .tail_support import SIGOBS, ROOT, Follower, env, event_line, write_tour_log
 
 
 def _access_line(line: str) -> bool:

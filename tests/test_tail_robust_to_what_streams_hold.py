@@ -19,7 +19,7 @@ from flask_sigobs.tail import filters as f
 from flask_sigobs.tail.records import parse
 from flask_sigobs.tail.specs import status, time_bound, where
 from flask_sigobs.tail.stats import Histogram
-from tail_support import ROOT, env, event_line, tail, text
+from .tail_support import ROOT, env, event_line, tail, text
 
 
 def test_lines_that_are_not_json_pass_through_marked(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tail_support import ROOT, SIGOBS, env, tour_log  # noqa: F401  (fixture)
+from .tail_support import ROOT, SIGOBS, env, tour_log  # noqa: F401  (fixture)
 
 HOSTILE_AGENT = "evil\x1b[31mRED\x1b]0;pwned-title\x07"
 HOSTILE_USER = "mallory\x1b[2J\u202eevil"

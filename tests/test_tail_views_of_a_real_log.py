@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tail_support import ROOT, SIGOBS, env, tail, text, tour_log  # noqa: F401  (fixture)
+from .tail_support import ROOT, SIGOBS, env, tail, text, tour_log  # noqa: F401  (fixture)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
