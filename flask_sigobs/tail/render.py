@@ -84,6 +84,7 @@ class Renderer:
         self._time_close = palette.reset + " "
         self._trace_open = palette.trace
         self._trace_close = palette.reset + " "
+        self._header_open = f"{palette.bold}──{palette.reset} {palette.dim}"
         hidden = VERBOSE_SHOWN if verbose else ALWAYS_HIDDEN
 
         def known(shown: frozenset[str], consumed: frozenset[str]) -> frozenset[str]:
@@ -375,7 +376,6 @@ class Renderer:
 
     def header(self, records: list[Record], end: Record | None, note: str = "") -> str:
         """The first line of a ``--by-request`` block: the request as the access line says it."""
-        p = self.p
         first = records[0] if records else (end if end is not None else {})
         source = end if end is not None else first
         hms = self.clock.time(source.get(r.TIMESTAMP))
@@ -395,25 +395,40 @@ class Renderer:
                     if r.USER in record:
                         summary[r.USER] = record[r.USER]
                         break
+        return self._header_line(head, hms, source, summary, note)
+
+    def access_header(self, end: Record) -> str:
+        """The header of a request that has only its access line (the usual one at level
+        info): the same line as :meth:`header`, on the short path."""
+        clock = self.clock
+        stamp = end.get("timestamp")
+        if type(stamp) is str and len(stamp) == 27 and stamp[:19] == clock._last_key and stamp[20:23].isdigit():
+            hms = clock._last_hms + stamp[19:23]
+        else:
+            hms = clock.time(stamp)
+        head = self.divider(clock.date) if clock.date != self.current_date else ""
+        return self._header_line(head, hms, end, end, "")
+
+    def _header_line(self, head: str, hms: str, source: Record, summary: Record, note: str) -> str:
+        p = self.p
         level = source.get(r.LEVEL)
         level = self._levels.get(level) if type(level) is str else None
         if level is None:
             level = self.level_text(source)
-        out = f"{head}{p.bold}──{p.reset} {p.dim}{hms}{p.reset} {level}"
         if r.METHOD in summary or r.PATH in summary:
-            out += self._request_finished(summary, link=False)
+            details = self._request_finished(summary, link=False)
         else:
-            out += f" {p.dim}(no access line){p.reset}"
+            details = f" {p.dim}(no access line){p.reset}"
         tid = summary.get(r.TRACE_ID)
-        if type(tid) is str and len(tid) >= 8 and tid[:8].isalnum():
-            out += f" {p.trace}{tid[:8]}{p.reset}"
-        if note:
-            out += f" {p.yellow}({note}){p.reset}"
+        short = tid[:8] if type(tid) is str else None
+        trace = f" {self._trace_open}{short}{p.reset}" if short is not None and len(short) == 8 and short.isalnum() else ""
+        flag = f" {p.yellow}({note}){p.reset}" if note else ""
+        link = ""
         if self.jaeger:
-            link = jaeger_link(self.jaeger, tid)
-            if link:
-                out += f"  {p.blue}{p.underline}{link}{p.reset}"
-        return out
+            url = jaeger_link(self.jaeger, tid)
+            if url:
+                link = f"  {p.blue}{p.underline}{url}{p.reset}"
+        return f"{head}{self._header_open}{hms}{self._time_close}{level}{details}{trace}{flag}{link}"
 
     def block(self, records: list[Record], end: Record | None, note: str = "", dropped: int = 0) -> str:
         lines = [self.header(records, end, note)]

@@ -226,9 +226,21 @@ class RequestSink:
         raw_out: list[bytes] = []
         notices: list[str] = []
         at = 0
+        fast = not (self.json or self.errors_only or self.match_line is not None) and self.blocks
+        header = self.renderer.access_header
         for index, kind in enumerate(kinds):
             count = counts[index]
             if kind == BLOCK:
+                if fast and count == 1 and index not in notes:  # a request of one access line
+                    line = lines[at]
+                    try:
+                        record = loads(line)
+                    except JSONDecodeError:
+                        record = parse(line)
+                    if type(record) is dict and record.get("event") == "flask.request_finished":
+                        text.append(header(record))
+                        at += 1
+                        continue
                 note, dropped = notes.get(index, _NO_NOTE)
                 self._request(lines[at:at + count], note, dropped, text, raw_out, notices)
             else:
@@ -319,6 +331,9 @@ class RequestSink:
                    raw_out: list[bytes]) -> list[tuple[bytes, Record]]:
         """The lines whose parsed key is the request's (the key most of them share); a line
         grouped by a look at its bytes that the parse does not confirm is shown on its own."""
+        first = pairs[0][1].get(r.REQUEST_ID)
+        if type(first) is str and first and all(record.get(r.REQUEST_ID) == first for _, record in pairs):
+            return pairs
         keys = [key_of_record(record)[0] for _, record in pairs]
         if all(key == keys[0] for key in keys):
             return pairs
