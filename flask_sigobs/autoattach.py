@@ -98,6 +98,7 @@ def shared_sigobs() -> Any:
             from .extension import SigObs
 
             _shared = SigObs()
+            _shared._sigobs_autoattach = True  # for init_app: an explicit SigObs(app) may take over from it
         return _shared
 
 
