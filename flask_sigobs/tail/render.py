@@ -382,6 +382,13 @@ class Renderer:
         head = self.divider(self.clock.date) if self.clock.date != self.current_date else ""
         if end is not None and (len(records) < 2 or (r.USER in end and r.METHOD in end)):
             summary = end  # the access line says it all (the common case: keep it cheap)
+        elif end is not None and r.METHOD in end and r.PATH in end:
+            summary = end  # only the user may be on another line (the login's auth event)
+            for record in records:
+                user = record.get(r.USER)
+                if user is not None:
+                    summary = {**end, r.USER: user}
+                    break
         else:
             summary = dict(first)
             for record in records:  # method and path may be on any line; the end line wins
