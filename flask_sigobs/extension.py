@@ -377,6 +377,13 @@ class SigObs:
         if existing is not None:
             if existing is self:
                 return
+            if getattr(existing, "_sigobs_autoattach", False):
+                # Attached by the launcher on the first request, before the app's own call: the
+                # app stays observed once, by the launcher's instance (its settings are the same
+                # app.config and environment).
+                report_once(("late init_app", app.name), "flask-sigobs: %s was attached on its first "
+                            "request already; SigObs(app) after that is ignored", app.name)
+                return
             raise RuntimeError("flask-sigobs is already attached to this app by another SigObs")
         settings = config.load(app)
         self._runtimes[app] = AppRuntime(app, settings)

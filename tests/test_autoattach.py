@@ -273,3 +273,25 @@ def test_the_disable_variable_names_flask_sigobs(value):
 def test_the_disable_variable_leaves_it_on_otherwise():
     assert not autoattach.disabled({"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask,requests"})
     assert not autoattach.disabled({})
+
+
+def test_an_explicit_sigobs_after_the_first_request_is_ignored_not_an_error(tmp_path, caplog):
+    import logging
+
+    from flask import Flask
+
+    from flask_sigobs import SigObs
+
+    app = Flask("late_explicit")
+    app.route("/")(lambda: "ok")
+    app.config.update(SIGOBS_LOG_FILE=str(tmp_path / "late.log"))
+    shared = SigObs()
+    shared._sigobs_autoattach = True  # what the launcher's shared instance carries
+    shared.init_app(app)
+    with caplog.at_level(logging.WARNING, logger="flask_sigobs"):
+        SigObs(app)  # the app's own call, too late: one attachment stays
+    assert app.extensions["sigobs"] is shared
+    assert any("already" in r.getMessage() for r in caplog.records)
+    app.test_client().get("/")
+    lines = (tmp_path / "late.log").read_text().splitlines()
+    assert sum('"flask.request_finished"' in line for line in lines) == 1
