@@ -163,3 +163,23 @@ def test_ctrl_c_while_reading_standard_input(tmp_path: Path) -> None:
         os.close(write)
         if process.poll() is None:
             process.kill()
+
+
+def test_live_stats_refresh_while_following(tmp_path: Path) -> None:
+    log = tmp_path / "app.jsonl"
+    log.write_text("")
+    follower = Follower(str(log), "-f", "--stats", "--poll", "0.05", "--interval", "0.2")
+    try:
+        with open(log, "a") as out:
+            for n in range(3):
+                out.write(event_line("flask.request_finished", request=f"s{n}", trace=f"{n:032x}",
+                                     **{"http.request.method": "GET", "http.route": "/quick", "url.path": "/quick",
+                                        "http.response.status_code": 200, "duration_ms": 2.0 + n}) + "\n")
+        follower.wait_for(lambda line: line.startswith("GET /quick") and " 3 " in line)
+        with open(log, "a") as out:
+            out.write(event_line("auth.login_failed", level="warning", request="s9", trace="9" * 32,
+                                 **{"enduser.id": "mallory", "client.address": "10.0.0.9"}) + "\n")
+        follower.wait_for(lambda line: line.startswith("mallory"))
+        follower.wait_for(lambda line: line.startswith("10.0.0.9"))
+    finally:
+        follower.stop()
