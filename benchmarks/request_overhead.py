@@ -139,7 +139,7 @@ def memory_worker() -> None:
     app = Flask("memory")
     app.route("/items/<int:item_id>")(lambda item_id: f"item {item_id}")
     app.config["SIGOBS_LOG_FILE"] = os.path.join(tempfile.mkdtemp(), "memory.log")
-    app.config["SIGOBS_SPAN_SOURCE"] = os.environ.get("SIGOBS_BENCH_SPAN_SOURCE", "otel")
+    app.config["SIGOBS_SPAN_SOURCE"] = os.environ.get("SIGOBS_BENCH_SPAN_SOURCE", "signals")
     sigobs = SigObs(app)
     run = _runner(app)
     run(10_000)
@@ -148,11 +148,14 @@ def memory_worker() -> None:
     run(90_000)
     elapsed = time.perf_counter() - begin
     at_100k = _rss_kib()
-    processor = sigobs.runtime(app).tracer_provider._active_span_processor._span_processors[0]
-    dropped = getattr(processor, "dropped_spans", None)
+    from flask_sigobs import spanqueue
+
+    accounts = spanqueue.accounts()
     print(f"RSS after 10,000 requests: {at_10k / 1024:.1f} MiB; after 100,000: {at_100k / 1024:.1f} MiB "
           f"(+{(at_100k - at_10k) / 1024:.1f} MiB); {90_000 / elapsed:.0f} requests/s with the endpoint "
-          f"refused; spans dropped by the batch processor: {dropped if dropped is not None else 'not counted'}")
+          f"refused; of 100,000 spans: {accounts['dropped']} dropped (queue full), {accounts['failed']} "
+          f"failed to export, {accounts['exported']} exported, {accounts.get('queued', 0)} still queued")
+    del sigobs
 
 
 def _free_port() -> int:
