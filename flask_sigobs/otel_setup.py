@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.trace import Status, StatusCode
 
@@ -33,6 +33,20 @@ OTEL_SPAN_KEY = "opentelemetry-flask.span_key"
 #: long, never longer than ``MAX_EXPORT_TIMEOUT``.
 DEFAULT_EXPORT_TIMEOUT = 10.0
 MAX_EXPORT_TIMEOUT = 30.0
+
+
+#: Characters a span or span event attribute may hold when ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``
+#: is not set (the SDK's default is no limit): an exception whose message is 10 MB would otherwise
+#: be recorded, queued and exported whole, by the instrumentation's ``exception`` event.
+MAX_ATTRIBUTE_LENGTH = 16384
+
+
+def span_limits(environ: Any = None) -> SpanLimits:
+    """The SDK's limits from the standard variables, with string attributes bounded by default."""
+    environ = os.environ if environ is None else environ
+    if environ.get("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT"):
+        return SpanLimits()
+    return SpanLimits(max_attribute_length=MAX_ATTRIBUTE_LENGTH)
 
 
 def export_timeout(environ: Any = None) -> float:
@@ -90,7 +104,7 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     current = trace.get_tracer_provider()
     if not isinstance(current, trace.ProxyTracerProvider) and not getattr(current, "_sigobs_owned", False):
         return current, "app"
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: service_name}), span_limits=span_limits())
     provider._sigobs_owned = True  # type: ignore[attr-defined]
     if exporter is None:
         exporter = otlp_exporter()
@@ -164,23 +178,35 @@ def scrub_span(span: Any, state: Any) -> None:
     if secrets is None:
         request = environ.get("werkzeug.request")
         secrets = Redactor().request_secrets(request) if request is not None else ()
-    if not secrets:
-        return
-    if failed and status.description and scrub(status.description, secrets) != status.description:
-        span.set_status(Status(StatusCode.ERROR, scrub(status.description, secrets)))
+    if failed and status.description:
+        description = _bounded(scrub(status.description, secrets))
+        if description != status.description:
+            span.set_status(Status(StatusCode.ERROR, description))
     if events is not None:
         _scrub_events(span, events, secrets)
 
 
+def _bounded(text: str) -> str:
+    if len(text) <= MAX_ATTRIBUTE_LENGTH:
+        return text
+    return f"{text[:MAX_ATTRIBUTE_LENGTH]}...[{len(text) - MAX_ATTRIBUTE_LENGTH} more chars]"
+
+
 def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
+    """The instrumentation's ``exception`` event: secrets replaced, text bounded even when the
+    provider is the app's own and sets no attribute length limit."""
     from opentelemetry.sdk.trace import Event
 
     with span._lock:
         stored = events._dq  # BoundedList: the SDK offers no way to edit a recorded event
         for index, event in enumerate(list(stored)):
             attributes = event.attributes or {}
-            changed = {key: scrub(value, secrets) for key, value in attributes.items()
-                       if isinstance(value, str) and scrub(value, secrets) != value}
+            changed = {}
+            for key, value in attributes.items():
+                if isinstance(value, str):
+                    clean = _bounded(scrub(value, secrets))
+                    if clean != value:
+                        changed[key] = clean
             if changed:
                 stored[index] = Event(event.name, {**attributes, **changed}, event.timestamp)
 

@@ -56,15 +56,27 @@ def request_id_from(header_value: str | None) -> str:
     return "%032x" % _random_bits(128)  # unique, not secret: no need for os.urandom's syscall
 
 
+_ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f:.]{1,45}\Z")  # what an IPv4 or IPv6 address is made of
+_UNSAFE_ADDRESS_CHAR = re.compile(r"[^\x21-\x7e]")
+
+
 def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
     """The socket peer, or the ``X-Forwarded-For`` hop our trusted proxies vouch for.
 
     With ``trusted_proxies = N`` the N-th address from the right of ``X-Forwarded-For`` is the
     client (each trusted proxy appends the address it saw). Anything that is not an IP address
-    is ignored, so a forged header cannot inject text into the logs.
+    is ignored, so a forged header cannot inject text into the logs. With ``0`` (the default)
+    the header is not believed at all.
+
+    werkzeug's ``ProxyFix`` rewrites ``REMOTE_ADDR`` from the same header (keeping the original
+    in ``werkzeug.proxy_fix.orig``). When it has, ``REMOTE_ADDR`` already is the client it
+    trusted: that answer is kept and ``trusted_proxies`` is not applied on top of it, so no hop
+    is ever trusted twice and the log agrees with ``request.remote_addr``.
     """
     remote = environ.get("REMOTE_ADDR") or ""
-    if trusted_proxies:
+    original = environ.get("werkzeug.proxy_fix.orig")
+    fixed = isinstance(original, dict) and original.get("REMOTE_ADDR") != remote
+    if trusted_proxies and not fixed:
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
         if forwarded:
             hops = forwarded.split(",")
@@ -74,4 +86,15 @@ def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
                     return str(ipaddress.ip_address(candidate))
                 except ValueError:
                     pass
-    return remote
+    return _printable_address(remote)
+
+
+def _printable_address(value: str) -> str:
+    """``REMOTE_ADDR`` as is when it can only be an address; bounded and escaped when not (a unix
+    socket's name, or whatever ``ProxyFix`` was told to believe)."""
+    if _ADDRESS_CHARS.match(value):
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return _UNSAFE_ADDRESS_CHAR.sub(lambda m: f"\\x{ord(m.group()):02x}", value[:256])
