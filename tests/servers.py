@@ -305,21 +305,34 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 1
         connection.close()
 
 
-def raw_request(port: int, data: bytes, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """Send ``data`` as is; read and parse the response (status 0: the server closed without one)."""
+def raw_request(port: int, data: bytes, method: str = "GET",
+                timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+    """Send ``data`` as is; read and parse the response (status 0: the server closed without one).
+
+    Reads on to the end of the connection: the server closes it once the request is over, its
+    teardown signals included, so every line of the request is written by then.
+    """
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        response = http.client.HTTPResponse(sock)
+        response = http.client.HTTPResponse(sock, method=method)
         try:
             response.begin()
-        except (http.client.RemoteDisconnected, ConnectionResetError):
+            body = response.read()
+        except (http.client.HTTPException, ConnectionResetError):
             return 0, {}, b""
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, body
 
 
 def json_lines(raw: bytes) -> list[dict[str, Any]]:
     """Every line of a log, parsed: a line that is not one JSON object fails the test."""
     out = []
+    if not raw:
+        return out
     for line in raw.split(b"\n")[:-1] if raw.endswith(b"\n") else raw.split(b"\n"):
         parsed = json.loads(line)
         assert isinstance(parsed, dict), line

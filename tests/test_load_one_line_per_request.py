@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
+
 from flask import Flask, current_app
 
 from flask_sigobs import auth
@@ -56,15 +58,18 @@ def test_threads_one_line_per_request(observe):
         assert format(span.context.span_id, "016x") == line["span_id"]
         finished = next(e for e in span.events if e.name == "flask.request_finished")
         assert finished.attributes["request.id"] == request_id
-    figure(f"load, threaded server (16 client threads): {REQUESTS} requests in {run.seconds:.1f} s, "
+    figure(f"load, threaded server ({observed.app.config['SIGOBS_SPAN_SOURCE']} span source, 16 client threads): "
+           f"{REQUESTS} requests in {run.seconds:.1f} s, "
            f"{len(lines)} lines of up to {max(map(len, observed.raw_log().splitlines()))} bytes, "
            f"{len(access)} access lines, 0 lost, 0 interleaved, {len(spans)} spans matched")
 
 
-def test_gunicorn_workers_share_one_file_one_line_per_request(tmp_path):
+@pytest.mark.parametrize("flush_interval", ["0", "0.2"], ids=["line-by-line", "lines-gathered-0.2s"])
+def test_gunicorn_workers_share_one_file_one_line_per_request(tmp_path, flush_interval):
     log = tmp_path / "shared.log"
     with OtlpSink() as sink:
         env = server_env(SIGOBS_LOG_FILE=str(log), SIGOBS_LOG_LEVEL="debug", SIGOBS_MAX_VALUE_LENGTH="8000",
+                         SIGOBS_LOG_FLUSH_INTERVAL=flush_interval,
                          OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.endpoint)
         with gunicorn(tmp_path, env, workers=3) as server:
             run = hammer(server.base, REQUESTS, threads=12, prefix="worker", path="/pid?sleep=0.001",
@@ -82,7 +87,8 @@ def test_gunicorn_workers_share_one_file_one_line_per_request(tmp_path):
         assert span.span_id == line["span_id"]
         assert dict(span.events)["flask.request_finished"]["request.id"] == request_id
     per_worker = Counter(run.sent.values())
-    figure(f"load, gunicorn ({len(workers)} sync workers appending to one file, 12 client threads): "
+    figure(f"load, gunicorn ({len(workers)} sync workers appending to one file, "
+           f"SIGOBS_LOG_FLUSH_INTERVAL={flush_interval}, 12 client threads): "
            f"{REQUESTS} requests in {run.seconds:.1f} s (per worker {sorted(per_worker.values())}), "
            f"{len(lines)} lines, {len(access)} access lines, 0 lost, 0 interleaved, "
            f"{len(spans)} spans received and matched")
