@@ -52,13 +52,15 @@ def span_limits(environ: Any = None) -> SpanLimits:
 def export_timeout(environ: Any = None) -> float:
     """The exporter's timeout in seconds: the standard variables, bounded to (0, 30]."""
     environ = os.environ if environ is None else environ
-    raw = environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") or environ.get("OTEL_EXPORTER_OTLP_TIMEOUT")
+    key = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" if environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") \
+        else "OTEL_EXPORTER_OTLP_TIMEOUT"
+    raw = environ.get(key)
     if not raw:
         return DEFAULT_EXPORT_TIMEOUT
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"OTEL_EXPORTER_OTLP_TIMEOUT must be a number of seconds, not {raw!r}") from None
+        raise ConfigError(f"{key} must be a number of seconds, not {raw!r}") from None
     if not math.isfinite(value) or value <= 0:
         return DEFAULT_EXPORT_TIMEOUT
     if value > MAX_EXPORT_TIMEOUT:

@@ -21,7 +21,8 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
-from flask_sigobs import SigObs, auth
+from flask_sigobs import auth
+from flask_sigobs.config import ConfigError
 from flask_sigobs.otel_setup import MAX_EXPORT_TIMEOUT, export_timeout, otlp_exporter
 from flask_sigobs.spanqueue import ExportQueue
 
@@ -140,6 +141,8 @@ def test_the_export_timeout_is_bounded(monkeypatch):
     for raw, expected in (("", 10.0), ("2.5", 2.5), ("0", 10.0), ("-1", 10.0), ("inf", 10.0), ("nan", 10.0),
                           ("10000", MAX_EXPORT_TIMEOUT)):
         assert export_timeout({"OTEL_EXPORTER_OTLP_TIMEOUT": raw}) == expected, raw
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_TRACES_TIMEOUT"):
+        export_timeout({"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "ten"})
     with BlackHole() as hole:
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", hole.endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "1")

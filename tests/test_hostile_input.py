@@ -60,7 +60,6 @@ header_values = st.one_of(
 )
 header_names = st.one_of(st.text(alphabet=TOKEN, min_size=1, max_size=24).map(str.encode),
                          st.sampled_from([b"User-Agent", b"X-Forwarded-For", b"Cookie", b"Authorization"]))
-hex_digits = st.text(alphabet="0123456789abcdef", min_size=1, max_size=1)
 
 
 def _hex(n: int) -> st.SearchStrategy[str]:
