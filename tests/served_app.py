@@ -65,6 +65,10 @@ def create_app() -> Flask:
         raise ValueError(f"login failed: password {password!r} does not match, "
                          f"token {request.headers.get('Authorization')}, key {request.args.get('api_key')}")
 
+    @app.route("/raise-huge")
+    def raise_huge():
+        raise ValueError("m" * 10_000_000)
+
     @app.route("/hostile")
     def hostile():
         recursive: list = [1]

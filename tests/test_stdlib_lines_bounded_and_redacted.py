@@ -1,0 +1,67 @@
+"""The stdlib log lines flask-sigobs captures into its JSON output (SIGOBS_CAPTURE_LOGGING, on by
+default when the root logger has no handler) must be as bounded and as redacted as its events.
+
+Two gaps remain, each waiting for a change in ``flask_sigobs/structlog_setup.py`` (not part of
+the reliability work; see the README's "Reliability and security"). The tests are strict
+``xfail``: they pass (and so fail the run, as XPASS) the day the gap is closed, and the marker
+goes then.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from .servers import REPO, free_port, gunicorn, http_get, json_lines, server_env
+
+
+@pytest.mark.xfail(strict=True, reason="structlog_setup: werkzeug's request log line is captured with its "
+                   "raw query string; it needs the query redacted (Redactor.query) before it is written")
+def test_the_dev_servers_request_line_carries_no_secret(tmp_path):
+    log, port = tmp_path / "dev.log", free_port()
+    program = textwrap.dedent(f"""
+        from flask import Flask
+        from flask_sigobs import SigObs
+        app = Flask("dev")
+        app.config.update(SIGOBS_LOG_FILE={str(log)!r})
+        app.route("/login")(lambda: "ok")
+        SigObs(app)
+        app.run(host="127.0.0.1", port={port})
+    """)
+    process = subprocess.Popen([sys.executable, "-c", program], cwd=REPO, env=server_env(),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, _, _ = http_get(f"http://127.0.0.1:{port}/login?access_token=Zq-dev-secret-qZ", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, "the dev server did not start"
+                time.sleep(0.1)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+    assert status == 200
+    lines = json_lines(log.read_bytes())
+    assert any(line.get("logger") == "werkzeug" for line in lines), "the request line was captured"
+    assert b"Zq-dev-secret-qZ" not in log.read_bytes()
+
+
+@pytest.mark.xfail(strict=True, reason="structlog_setup: Flask's own exception log line is rendered by "
+                   "structlog's ExceptionDictTransformer with the whole exception message; it needs bounding")
+def test_flasks_own_exception_line_is_bounded(tmp_path):
+    log = tmp_path / "app.log"
+    with gunicorn(tmp_path, server_env(SIGOBS_LOG_FILE=str(log)), workers=1) as server:
+        assert http_get(f"{server.base}/raise-huge")[0] == 500
+        assert server.terminate() == 0
+    lines = json_lines(log.read_bytes())
+    ours = [line for line in lines if line.get("event") == "flask.got_request_exception"]
+    assert ours and len(ours[0]["exception.message"]) < 1100  # our own event is bounded
+    assert max(len(raw) for raw in log.read_bytes().splitlines()) < 64_000
