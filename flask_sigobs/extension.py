@@ -127,7 +127,7 @@ class AppRuntime:
 
     def _new_state(self, environ: dict[str, Any]) -> RequestState:
         request_id = request_id_from(environ.get(self.settings.request_id_environ_key))
-        return RequestState(environ, request_id, self.settings.service_name, self.writer)
+        return RequestState(environ, request_id, self.settings.service_name, self.writer, self.redactor)
 
     def state(self) -> Any:
         """This request's state, ``EXCLUDED``, or ``None`` outside a request."""

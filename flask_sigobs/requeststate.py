@@ -28,14 +28,16 @@ current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", 
 
 
 class RequestState:
-    __slots__ = ("environ", "request_id", "service_name", "writer", "started", "started_ns", "span", "trace_id", "span_id",
+    __slots__ = ("environ", "request_id", "service_name", "writer", "redactor", "started", "started_ns", "span", "trace_id", "span_id",
                  "pending", "user_id", "base", "finished", "end_requested", "token", "__weakref__")
 
-    def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any) -> None:
+    def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any,
+                 redactor: Any) -> None:
         self.environ = environ
         self.request_id = request_id
         self.service_name = service_name
         self.writer = writer  # where the app's own log lines of this request go
+        self.redactor = redactor  # and how they are redacted (the app's SIGOBS_REDACT_KEYS)
         self.started = time.perf_counter()
         self.started_ns = time.time_ns()  # wall clock, for the span's start
         self.span: Any = None

@@ -17,6 +17,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from .events import exception_type
+from .otel_setup import scrub_span
 from .requeststate import RequestState
 
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
@@ -94,8 +95,10 @@ class SignalSpanSource:
             return
         span.set_attribute("http.response.status_code", status_code)
         if status_code >= 500:
-            span.set_attribute("error.type", str(status_code))
-            span.set_status(Status(StatusCode.ERROR))
+            if "error.type" not in span.attributes:
+                span.set_attribute("error.type", str(status_code))
+            if span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
+                span.set_status(Status(StatusCode.ERROR))
 
     def detach(self, state: RequestState) -> None:
         """Leave the span's context; called where ``start`` attached it (same thread, same context)."""
@@ -107,7 +110,7 @@ class SignalSpanSource:
         span = state.span
         if span is None:
             return
-        if error is not None and span.is_recording():
+        if error is not None and span.is_recording():  # an exception that escaped Flask itself
             span.record_exception(error)
             span.set_attribute("error.type", exception_type(error))
             try:
@@ -115,4 +118,5 @@ class SignalSpanSource:
             except Exception:
                 description = type(error).__name__
             span.set_status(Status(StatusCode.ERROR, description))
+        scrub_span(span, state)  # what came from the raw exception: no request secret, bounded
         span.end()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from typing import Any
 
 import flask
@@ -17,6 +18,7 @@ from opentelemetry import trace
 
 from . import requeststate
 from .logsink import LineWriter, own_logger, renderer
+from .redaction import SECRETS_KEY, Redactor, scrub
 
 
 def current_state() -> requeststate.RequestState | None:
@@ -93,6 +95,43 @@ class _CorrelationFilter(logging.Filter):
         return True
 
 
+_DEFAULT_REDACTOR = Redactor()
+_URL_QUERY = re.compile(r"\?([^\s\"'#]+)")
+
+
+def make_safe(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the app's and the libraries' own lines held to our events' rules.
+
+    Values of sensitive keys redacted, every value bounded and JSON-safe, URL query strings in
+    the message redacted (werkzeug's request line carries the raw one), and any secret of the
+    current request that the line echoes (an exception's message, say) replaced.
+    """
+    state = current_state()
+    redactor = state.redactor if state is not None else _DEFAULT_REDACTOR
+    secrets = state.environ.get(SECRETS_KEY) if state is not None else None
+    event = event_dict.pop("event", None)
+    safe = redactor.mapping(event_dict)
+    if isinstance(event, str):
+        if "?" in event:
+            event = _URL_QUERY.sub(lambda m: "?" + redactor.query(m.group(1)), event)
+        safe["event"] = redactor.text(event)
+    elif event is not None:
+        safe["event"] = redactor.clean(event)
+    if secrets:
+        safe = _scrub_strings(safe, secrets)
+    return safe
+
+
+def _scrub_strings(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        return scrub(value, secrets)
+    if isinstance(value, dict):
+        return {k: _scrub_strings(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub_strings(v, secrets) for v in value]
+    return value
+
+
 _TRACEBACKS = structlog.processors.ExceptionRenderer(
     structlog.tracebacks.ExceptionDictTransformer(show_locals=False))  # locals can hold secrets
 
@@ -121,6 +160,7 @@ def configure(app: flask.Flask, writer: LineWriter, log_format: str, level: int,
                     add_correlation,
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
                     _TRACEBACKS,
+                    make_safe,
                     chain_renderer,
                 ],
                 wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -152,7 +192,8 @@ def _capture_stdlib(app: flask.Flask, chain_renderer: Any, level: int) -> None:
                 structlog.processors.TimeStamper(fmt="iso", utc=True),
                 _TRACEBACKS,
             ],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _as_text(chain_renderer)],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, make_safe,
+                        _as_text(chain_renderer)],
         ))
         root.addHandler(ours)
         root.setLevel(level)

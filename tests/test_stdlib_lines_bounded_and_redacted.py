@@ -1,10 +1,5 @@
 """The stdlib log lines flask-sigobs captures into its JSON output (SIGOBS_CAPTURE_LOGGING, on by
 default when the root logger has no handler) must be as bounded and as redacted as its events.
-
-Two gaps remain, each waiting for a change in ``flask_sigobs/structlog_setup.py`` (not part of
-the reliability work; see the README's "Reliability and security"). The tests are strict
-``xfail``: they pass (and so fail the run, as XPASS) the day the gap is closed, and the marker
-goes then.
 """
 
 from __future__ import annotations
@@ -16,13 +11,10 @@ import sys
 import textwrap
 import time
 
-import pytest
 
 from .servers import REPO, free_port, gunicorn, http_get, json_lines, server_env
 
 
-@pytest.mark.xfail(strict=True, reason="structlog_setup: werkzeug's request log line is captured with its "
-                   "raw query string; it needs the query redacted (Redactor.query) before it is written")
 def test_the_dev_servers_request_line_carries_no_secret(tmp_path):
     log, port = tmp_path / "dev.log", free_port()
     program = textwrap.dedent(f"""
@@ -54,8 +46,6 @@ def test_the_dev_servers_request_line_carries_no_secret(tmp_path):
     assert b"Zq-dev-secret-qZ" not in log.read_bytes()
 
 
-@pytest.mark.xfail(strict=True, reason="structlog_setup: Flask's own exception log line is rendered by "
-                   "structlog's ExceptionDictTransformer with the whole exception message; it needs bounding")
 def test_flasks_own_exception_line_is_bounded(tmp_path):
     log = tmp_path / "app.log"
     with gunicorn(tmp_path, server_env(SIGOBS_LOG_FILE=str(log)), workers=1) as server:
