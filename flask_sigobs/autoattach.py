@@ -98,7 +98,7 @@ def shared_sigobs() -> Any:
             from .extension import SigObs
 
             _shared = SigObs()
-            _shared._sigobs_autoattach = True  # for init_app: an explicit SigObs(app) may take over from it
+            _shared._sigobs_autoattach = True  # init_app: a later explicit SigObs(app) is ignored, warned
         return _shared
 
 
