@@ -94,7 +94,7 @@ def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
 def _printable_address(value: str) -> str:
     """``REMOTE_ADDR`` as is when it can only be an address; bounded and escaped when not (a unix
     socket's name, or whatever ``ProxyFix`` was told to believe)."""
-    if _ADDRESS_CHARS.match(value):
+    if not value or _ADDRESS_CHARS.match(value):
         return value
     try:
         return str(ipaddress.ip_address(value))
