@@ -36,7 +36,8 @@ PATH = "/items/7"
 def _environ() -> dict[str, Any]:
     from werkzeug.test import EnvironBuilder
 
-    return EnvironBuilder(path=PATH, headers={"User-Agent": "bench/1.0"}).get_environ()
+    return EnvironBuilder(path=PATH, headers={"User-Agent": "bench/1.0"},
+                          environ_base={"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000"}).get_environ()
 
 
 def _runner(app: Any) -> Any:
