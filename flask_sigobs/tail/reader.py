@@ -28,6 +28,7 @@ from typing import Callable, Protocol
 READ_SIZE = 1 << 20  # one read, one block: about 2,500 of our lines, and it stays in the CPU cache
 MAX_BATCH = 1 << 20  # per call to read(), so a huge backlog still interleaves with ticks
 MAX_LINE = 16 << 20  # a line longer than this is cut (memory stays bounded)
+_WINDOW = 1 << 15  # reading a file once: where the end of a block's last line is looked for
 
 Notice = Callable[[str], None]
 
@@ -108,6 +109,8 @@ class FileSource:
         self._position = 0
         self._lines = _Lines()
         self._waiting_said = False
+        self._exact = False  # a regular file read once: see _read_exact
+        self._cut = 0
         self._open(last)
 
     def _open(self, last: int | None) -> bool:
@@ -135,6 +138,8 @@ class FileSource:
             self._position = _last_lines_offset(fd, info.st_size, last)
         if _is_regular(info.st_mode):
             os.lseek(fd, self._position, os.SEEK_SET)
+        self._exact = not self.follow and _is_regular(info.st_mode)
+        self._cut = self._position
         if self._waiting_said:
             self.notice(f"{self.name}: appeared; following it")
             self._waiting_said = False
@@ -158,6 +163,10 @@ class FileSource:
 
     def _drain(self) -> bytes:
         assert self._fd is not None
+        if self._exact:
+            block = self._read_exact(self._fd)
+            if block is not None:
+                return block
         out: list[bytes] = []
         total = 0
         while total < MAX_BATCH:
@@ -176,6 +185,40 @@ class FileSource:
             if len(chunk) < READ_SIZE:
                 break
         return out[0] if len(out) == 1 else b"".join(out)
+
+    def _read_exact(self, fd: int) -> bytes | None:
+        """For a regular file read once: the very block the chunked read below gives (the
+        lines up to the last newline of the next ``READ_SIZE`` bytes), but read with one
+        ``pread`` of exactly those bytes, where the chunked read pays a read and two copies (the
+        held partial line joined to the chunk, the chunk cut at its last newline). The newline
+        is looked for in the chunk's last bytes; when it is not there, or the chunk would be the
+        file's last (a short one), or anything fails, this hands over to the chunked read for
+        the rest of the file, in the same state that read would have reached, and says None."""
+        start = self._cut  # the first byte not given out yet
+        chunk_end = self._position + READ_SIZE  # _position: where the chunked read would read next
+        try:
+            if os.fstat(fd).st_size >= chunk_end:
+                window = os.pread(fd, _WINDOW, chunk_end - _WINDOW)
+                newline = window.rfind(b"\n") if len(window) == _WINDOW else -1
+                if newline >= 0:
+                    cut = chunk_end - _WINDOW + newline + 1
+                    block = os.pread(fd, cut - start, start)
+                    if len(block) == cut - start:
+                        self._cut = cut
+                        self._position = chunk_end
+                        return block
+            self._exact = False
+            self._lines.rest = os.pread(fd, self._position - start, start) if self._position > start else b""
+            os.lseek(fd, self._position, os.SEEK_SET)
+        except OSError:
+            self._exact = False
+            self._lines.rest = b""
+            self._position = start
+            try:
+                os.lseek(fd, start, os.SEEK_SET)
+            except OSError:
+                pass
+        return None
 
     def _check_replaced(self) -> bytes:
         """Nothing new to read: has the file been rotated or truncated?"""
