@@ -160,7 +160,29 @@ def status(codes: frozenset[int]) -> Filter:
     def test(record: Record) -> bool:
         return records.status_of(record) in codes
 
-    return Filter("status", test)
+    key = b'"' + records.STATUS.encode() + b'"'
+    start = len(key)
+
+    def maybe(line: bytes) -> bool:
+        """Reads the status straight from the bytes of a line without a backslash (then every
+        ``"`` in it is a string's edge, so the key's bytes are the key, and a key spelled
+        with an escape cannot be there): no key at all means no status, and one plain
+        ``"http.response.status_code":404`` is the status. Two of them, a string value,
+        spaces or anything else are left to the parser."""
+        at = line.find(key)
+        if b"\\" in line:
+            return True
+        if at < 0:
+            return False
+        if line.find(key, at + start) >= 0 or line[at + start:at + start + 1] != b":":
+            return True
+        digits = line[at + start + 1:at + start + 4]
+        if len(digits) == 3 and digits.isdigit() and digits[:1] != b"0" \
+                and line[at + start + 4:at + start + 5] in (b",", b"}"):
+            return int(digits) in codes
+        return True
+
+    return Filter("status", test, maybe=maybe)
 
 
 def slower(threshold_ms: float) -> Filter:
