@@ -79,6 +79,7 @@ class Renderer:
         self._levels: dict[Any, str] = {}
         self._events: dict[Any, str] = {}
         self._statuses: dict[int, str] = {}
+        self._durations: dict[float, str] = {}  # an int and the equal float read the same
         self._user_key = f" {palette.key}user={palette.reset}"
         self._time_open = palette.dim
         self._time_close = palette.reset + " "
@@ -291,14 +292,19 @@ class Renderer:
             status_text = f" {self.text(status)}" if status is not None else ""
         ms = get("duration_ms")
         if type(ms) is float or type(ms) is int:
-            if ms < 1:
-                duration = f" {ms:.3f}ms"
-            elif ms < 10:
-                duration = f" {ms:.2f}ms"
-            elif ms < 300:
-                duration = f" {ms:.0f}ms"
-            else:
-                duration = f" {p.duration(ms)}{duration_text(ms)}{p.reset}"
+            duration = self._durations.get(ms)  # formatting a float costs more than the lookup
+            if duration is None:
+                if ms < 1:
+                    duration = f" {ms:.3f}ms"
+                elif ms < 10:
+                    duration = f" {ms:.2f}ms"
+                elif ms < 300:
+                    duration = f" {ms:.0f}ms"
+                else:
+                    duration = f" {p.duration(ms)}{duration_text(ms)}{p.reset}"
+                if len(self._durations) >= 65536:
+                    self._durations.clear()
+                self._durations[ms] = duration
         else:
             duration = ""
         user = get("enduser.id")

@@ -159,8 +159,17 @@ class RequestSink:
     def feed(self, block: bytes, now: float) -> None:
         lines = block.split(b"\n")
         lines.pop()
-        add = self.grouper.add
-        one = self._batch.one
+        grouper = self.grouper
+        add = grouper.add
+        opened = grouper.open
+        ended = grouper._ended
+        ended_cap = grouper._ended_cap
+        forget_oldest = ended.popitem
+        batch = self._batch
+        one = batch.one
+        keep_line = batch.lines.append
+        keep_kind = batch.kinds.append
+        keep_count = batch.counts.append
         for line in lines:
             if line[-1:] != b"}" or line[:1] != b"{":
                 if line[-2:] == b"}\r" and line[:1] == b"{":
@@ -177,7 +186,17 @@ class RequestSink:
                     one(RAW, line)
                     continue
                 found = key_of_record(record)
-            add(line, found[0], found[1], now)
+            key, is_end = found
+            if is_end and key is not None and key not in opened and key not in ended:
+                # Grouper.add's usual case, inlined: a request of its access line alone
+                ended[key] = None
+                if len(ended) > ended_cap:
+                    forget_oldest(last=False)
+                keep_line(line)
+                keep_kind(BLOCK)
+                keep_count(1)
+                continue
+            add(line, key, is_end, now)
         self._dispatch()
 
     def _dispatch(self) -> None:
