@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from .tail_support import ROOT, SIGOBS, env, tour_log  # noqa: F401  (fixture)
+from . import tail_support
+from .tail_support import ROOT, SIGOBS, env
+
+tour_log = tail_support.tour_log  # the fixture, for the tests that take it
 
 HOSTILE_AGENT = "evil\x1b[31mRED\x1b]0;pwned-title\x07"
 HOSTILE_USER = "mallory\x1b[2J\u202eevil"

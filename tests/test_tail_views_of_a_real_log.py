@@ -12,7 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .tail_support import ROOT, SIGOBS, env, tail, text, tour_log  # noqa: F401  (fixture)
+from . import tail_support
+from .tail_support import ROOT, SIGOBS, env, tail, text
+
+tour_log = tail_support.tour_log  # the fixture, for the tests that take it
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

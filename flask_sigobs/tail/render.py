@@ -202,7 +202,6 @@ class Renderer:
 
     def record(self, record: Record, *, indent: str = "", trace_column: bool = True) -> str:
         """The record as one line (plus a compact stack trace under an exception)."""
-        p = self.p
         get = record.get
         clock = self.clock
         stamp = get("timestamp")
