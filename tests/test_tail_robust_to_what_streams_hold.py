@@ -75,6 +75,24 @@ def test_a_one_megabyte_line_invalid_utf8_and_control_characters(tmp_path: Path)
     assert "\x1b" not in out
 
 
+def test_lines_longer_than_a_read_do_not_end_the_file(tmp_path: Path) -> None:
+    # Lines of 1.5 MB and 3 MB span whole reads with no newline in them: what follows each is
+    # still read, in the plain view, with --json, and with -n.
+    log = tmp_path / "long.jsonl"
+    lines = [event_line("app.before")]
+    for size in (1_500_000, 3_000_000):
+        lines.append(event_line("app.long", payload="y" * size))
+        lines.append(event_line(f"app.after_{size}"))
+    log.write_text("\n".join(lines) + "\n")
+    for args in ((str(log),), (str(log), "--json"), (str(log), "-n", "3")):
+        result = tail(*args)
+        assert result.returncode == 0, result.stderr
+        out = text(result)
+        assert "app.after_1500000" in out or args[-1] == "3", args
+        assert "app.after_3000000" in out, args
+    assert text(tail(str(log), "--json")).count("\n") == 5
+
+
 def test_interleaved_workers_make_whole_blocks(tmp_path: Path) -> None:
     rng = random.Random(5)
     open_requests: dict[str, list[str]] = {}

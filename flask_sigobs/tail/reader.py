@@ -169,7 +169,10 @@ class FileSource:
                 return block
         out: list[bytes] = []
         total = 0
-        while total < MAX_BATCH:
+        # Up to MAX_BATCH per call, but never stop on an empty hand while the file goes on: a
+        # line longer than a chunk gives nothing until its end (or MAX_LINE) is read, and an
+        # empty block means "nothing more" to the caller.
+        while total < MAX_BATCH or not out:
             try:
                 chunk = os.read(self._fd, READ_SIZE)
             except OSError as error:
