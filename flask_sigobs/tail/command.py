@@ -95,6 +95,7 @@ def _loop(config: Settings, sources: list[Source], sink: LineSink | RequestSink 
                 while (piece := source.read_slice()) is not None:
                     sink.feed_slice(Slice(*piece))
         return
+    slicing = isinstance(sink, RequestSink) and sink.pool is not None and not streams and not config.follow
     while True:
         got = False
         for source in sources:
@@ -102,6 +103,12 @@ def _loop(config: Settings, sources: list[Source], sink: LineSink | RequestSink 
                 continue
             if isinstance(source, StreamSource) and not source.readable(0):
                 continue  # never block on a pipe: ticks (timeouts, live stats) must still run
+            if slicing and isinstance(source, FileSource):
+                piece = source.read_exact_slice()
+                if piece is not None:  # the block read() would give, read by a worker instead
+                    got = True
+                    sink.feed_slice(Slice(*piece))
+                    continue
             block = source.read()
             if block:
                 got = True

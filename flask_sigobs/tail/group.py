@@ -22,8 +22,9 @@ On an endless stream memory must stay bounded, so:
 
 from __future__ import annotations
 
+from array import array
 from collections import OrderedDict
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from . import records as r
 
@@ -170,3 +171,104 @@ def in_time_order(pairs: list[tuple[bytes, r.Record]]) -> list[tuple[bytes, r.Re
         order = sorted(range(len(pairs)), key=stamps.__getitem__)
         return [pairs[i] for i in order]
     return pairs
+
+
+class Local(NamedTuple):
+    """A block grouped on its own, as if no request were open before it (see :func:`group_local`).
+
+    Items in release order, as line numbers: ``order`` (the lines of every item, one after the
+    other), ``kinds`` and ``counts`` per item; ``cr``, the lines given without their final
+    ``\\r``; ``ended``, the keys of the requests that ended, in order, and ``ended_at``, the item
+    each one is; ``still_open``, the requests open at the end (key and lines, in the order they
+    opened); ``peak``, the most requests open at once."""
+
+    order: bytes
+    kinds: bytes
+    counts: bytes
+    cr: list[int]
+    ended: list[bytes]
+    ended_at: bytes
+    still_open: list[tuple[bytes, list[bytes]]]
+    peak: int
+
+
+def group_local(lines: list[bytes], ended_cap: int) -> Local:
+    """Group the lines of one block from a fresh start, by line number, with no limit on lines
+    per request or on open requests (the caller applies both: it knows what came before).
+
+    What the block does to a request that was already open before it (its lines are added, it
+    ends at the same line) and to every request that starts in it is the same as in
+    :class:`Grouper` fed the same lines after the blocks before; only a key that had *ended*
+    before the block behaves differently, so the caller checks ``ended`` and ``still_open``
+    against the keys it remembers. Late lines within the block are recognised exactly: a key
+    leaves the memory of ended requests after ``ended_cap`` later ones, whatever came before."""
+    order = array("I")
+    kinds = bytearray()
+    counts = array("I")
+    cr: list[int] = []
+    ended: list[bytes] = []
+    ended_at = array("I")
+    opened: dict[bytes, list[int]] = {}
+    recent: OrderedDict[bytes, None] = OrderedDict()
+    forget_oldest = recent.popitem
+    put = order.append
+    put_kind = kinds.append
+    put_count = counts.append
+    peak = 0
+    for index, line in enumerate(lines):
+        if line[-1:] != b"}" or line[:1] != b"{":
+            if line[-2:] == b"}\r" and line[:1] == b"{":
+                line = line[:-1]
+                cr.append(index)
+            elif line.strip():
+                put(index)
+                put_kind(RAW)
+                put_count(1)
+                continue
+            else:
+                continue
+        found = key_of(line)
+        if found is None:
+            record = r.parse(line)
+            if record is None:
+                put(index)
+                put_kind(RAW)
+                put_count(1)
+                continue
+            found = key_of_record(record)
+        key, is_end = found
+        if key is None:
+            put(index)
+            put_kind(SINGLE)
+            put_count(1)
+            continue
+        request = opened.get(key)
+        if request is None:
+            if key in recent:  # late: its request has already ended
+                put(index)
+                put_kind(SINGLE)
+                put_count(1)
+                continue
+            if not is_end:
+                opened[key] = [index]
+                if len(opened) > peak:
+                    peak = len(opened)
+                continue
+            request = [index]
+        else:
+            request.append(index)
+            if not is_end:
+                continue
+            del opened[key]
+        recent[key] = None
+        if len(recent) > ended_cap:
+            forget_oldest(last=False)
+        ended.append(key)
+        ended_at.append(len(kinds))
+        order.extend(request)
+        put_kind(BLOCK)
+        put_count(len(request))
+    crs = set(cr)
+    still_open = [(key, [lines[i][:-1] if i in crs else lines[i] for i in numbers])
+                  for key, numbers in opened.items()]
+    return Local(order.tobytes(), bytes(kinds), counts.tobytes(), cr, ended, ended_at.tobytes(), still_open, peak)

@@ -73,6 +73,11 @@ class Pool:
         self._pool: Any = multiprocessing.get_context("fork").Pool(count, initializer=_ignore_interrupts)
         self._pending: deque[Any] = deque()
 
+    def start(self, payload: Any) -> Any:
+        """One piece of work, handed to a worker now; its result (``.get()``) comes later. For
+        callers that keep their own order (see ``sinks.RequestSink``)."""
+        return self._pool.apply_async(_run, (payload,))
+
     def submit(self, block: bytes) -> None:
         self._pending.append(self._pool.apply_async(_run, (block,)))
         while len(self._pending) > self.window or (self._pending and self._pending[0].ready()):

@@ -189,6 +189,27 @@ class FileSource:
                 break
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def read_exact_slice(self) -> tuple[str, int, int] | None:
+        """Where the very block :meth:`read` would give next lies, without reading it (for a
+        worker process to read), when that block is one exact ``pread`` (see
+        :meth:`_read_exact`); None otherwise, and then :meth:`read` is what to call."""
+        if self.done or self._fd is None or not self._exact:
+            return None
+        start = self._cut
+        chunk_end = self._position + READ_SIZE
+        try:
+            if os.fstat(self._fd).st_size >= chunk_end:
+                window = os.pread(self._fd, _WINDOW, chunk_end - _WINDOW)
+                newline = window.rfind(b"\n") if len(window) == _WINDOW else -1
+                if newline >= 0:
+                    cut = chunk_end - _WINDOW + newline + 1
+                    self._cut = cut
+                    self._position = chunk_end
+                    return self.name, start, cut - start
+        except OSError:
+            pass
+        return None
+
     def _read_exact(self, fd: int) -> bytes | None:
         """For a regular file read once: the very block the chunked read below gives (the
         lines up to the last newline of the next ``READ_SIZE`` bytes), but read with one

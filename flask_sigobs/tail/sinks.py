@@ -7,14 +7,16 @@ prefilter rejects costs tens of nanoseconds, one that is parsed costs a microsec
 
 from __future__ import annotations
 
+import time
 from array import array
+from collections import deque
 from typing import Any, Callable
 
 from orjson import JSONDecodeError, loads
 
 from . import records as r
 from .filters import FilterSet, _all_objects
-from .group import BLOCK, RAW, SINGLE, Grouper, in_time_order, key_of, key_of_record
+from .group import BLOCK, RAW, SINGLE, Grouper, Local, Request, group_local, in_time_order, key_of, key_of_record
 from .output import Output
 from .parallel import Pool, Slice, read_slice
 from .records import Record, parse
@@ -152,11 +154,20 @@ class RequestSink:
         self.pool: Pool | None = None
         if parallel:
             out.flush()  # the workers are forked: nothing buffered may be copied into them
-            self.pool = Pool(self._fresh, self._write)
+            self.pool = Pool(self._work, self._write)
+        self._grouping: deque[tuple[bytes | Slice, Any]] = deque()
+        self._rendering: deque[Any] = deque()
 
     # -- in this process: grouping -------------------------------------------------------------
 
     def feed(self, block: bytes, now: float) -> None:
+        if self.pool is not None:
+            self._start_group(block)
+        else:
+            self._group(block, now)
+            self._dispatch()
+
+    def _group(self, block: bytes, now: float) -> None:
         lines = block.split(b"\n")
         lines.pop()
         grouper = self.grouper
@@ -197,14 +208,130 @@ class RequestSink:
                 keep_count(1)
                 continue
             add(line, key, is_end, now)
-        self._dispatch()
+
+    # -- grouping a big file on every core ---------------------------------------------------
+    #
+    # Each block is first grouped on its own, in a worker, from a fresh start (group.group_local),
+    # which says which lines make which item and which requests it leaves open. Here, in block
+    # order, that is joined to what came before: a request open before the block and ending in it
+    # gets its earlier lines (``patches``), the requests still open are kept, the keys that ended
+    # are remembered. Then a worker renders the block's items from the block's own bytes (read
+    # again from the file). The result is the very batch grouping here would have made. A block
+    # for which the join would not be exact (a line of a request that ended before the block, or
+    # more requests open than ``max_open`` allows) is grouped here instead, the plain way.
+
+    def feed_slice(self, piece: Slice) -> None:
+        """A block of a regular file, by position: the very block :meth:`feed` would be given."""
+        if self.pool is not None:
+            self._start_group(piece)
+        else:
+            self.feed(read_slice(piece), time.monotonic())
+
+    def _start_group(self, payload: bytes | Slice) -> None:
+        assert self.pool is not None
+        self._grouping.append((payload, self.pool.start(("group", payload))))
+        self._pump(False)
+
+    def _pump(self, everything: bool) -> None:
+        grouping = self._grouping
+        rendering = self._rendering
+        window = 4
+        while grouping and (everything or len(grouping) > window or grouping[0][1].ready()):
+            payload, result = grouping.popleft()
+            self._join(payload, result.get())
+        while rendering and (everything or len(rendering) > window or rendering[0].ready()):
+            self._write(*rendering.popleft().get())
+
+    def _join(self, payload: bytes | Slice, local: Local) -> None:
+        assert self.pool is not None
+        grouper = self.grouper
+        opened = grouper.open
+        ended = grouper._ended
+        keys = set(local.ended)
+        count = len(keys)
+        keys.update(key for key, _ in local.still_open)
+        if len(opened) + local.peak > grouper.max_open or not ended.keys().isdisjoint(keys):
+            self._group(read_slice(payload) if type(payload) is Slice else payload, time.monotonic())
+            self._dispatch()
+            return
+        max_lines = grouper.max_lines
+        patches: dict[int, tuple[list[bytes], int]] = {}
+        merged: set[bytes] = set()
+        if opened:
+            ended_at = array("I", local.ended_at)
+            still_open = dict(local.still_open)
+            for key in opened.keys() & keys:
+                request = opened[key]
+                if key in local.ended:  # ends in this block: its earlier lines go with it
+                    patches[ended_at[local.ended.index(key)]] = (request.lines, request.dropped)
+                    del opened[key]
+                else:  # still open: its lines of this block added to the earlier ones
+                    more = still_open[key]
+                    room = max(max_lines - len(request.lines), 0)
+                    request.lines.extend(more[:room])
+                    request.dropped += max(len(more) - room, 0)
+                    merged.add(key)
+        now = time.monotonic()
+        for key, lines in local.still_open:
+            if key in merged:
+                continue
+            request = opened[key] = Request(key, now)
+            request.lines = lines[:max_lines]
+            request.dropped = len(lines) - len(request.lines)
+        if count == len(local.ended):
+            ended.update(dict.fromkeys(local.ended))
+            forget_oldest = ended.popitem
+            for _ in range(len(ended) - grouper._ended_cap):
+                forget_oldest(last=False)
+        else:  # a key ended twice in the block (forgotten in between): one at a time, in order
+            for key in local.ended:
+                ended[key] = None
+                if len(ended) > grouper._ended_cap:
+                    ended.popitem(last=False)
+        task = (payload, local.order, local.kinds, local.counts, local.cr, patches)
+        self._rendering.append(self.pool.start(("render", task)))
+
+    def _render_block(self, task: Any) -> tuple[bytes, bytes, str | None, str]:
+        """In a worker: a block's items (see :meth:`_join`), rendered from the block's bytes."""
+        payload, order, kinds, counts, cr, patches = task
+        data = read_slice(payload) if type(payload) is Slice else payload
+        every = data.split(b"\n")
+        every.pop()
+        for index in cr:
+            every[index] = every[index][:-1]
+        lines = list(map(every.__getitem__, array("I", order)))
+        numbers = array("I", counts)
+        notes: dict[int, tuple[str, int]] = {}
+        max_lines = self.grouper.max_lines
+        if patches or (numbers and max(numbers) > max_lines + 1):
+            capped: list[bytes] = []
+            capped_numbers = array("I")
+            at = 0
+            for item, kind in enumerate(kinds):
+                number = numbers[item]
+                lines_of = lines[at:at + number]
+                at += number
+                if kind == BLOCK:
+                    before, dropped = patches.get(item, _NO_LINES)
+                    body = lines_of[:-1]
+                    room = max(max_lines - len(before), 0)
+                    dropped += max(len(body) - room, 0)
+                    lines_of = [*before, *body[:room], lines_of[-1]]
+                    if dropped:
+                        notes[item] = ("", dropped)
+                capped.extend(lines_of)
+                capped_numbers.append(len(lines_of))
+            lines, numbers = capped, capped_numbers
+        self.renderer.forget_date()
+        return self.render_items((lines, kinds, numbers, notes))
 
     def _dispatch(self) -> None:
         batch = self._batch
         if not batch.kinds:
             return
         if self.pool is not None:  # one bytes object and two small arrays: cheap to send
-            self.pool.submit((b"\n".join(batch.lines), bytes(batch.kinds), batch.counts.tobytes(), batch.notes))
+            task = (b"\n".join(batch.lines), bytes(batch.kinds), batch.counts.tobytes(), batch.notes)
+            self._rendering.append(self.pool.start(("batch", task)))
         else:
             self._write(*self.render_items((batch.lines, batch.kinds, batch.counts, batch.notes)))
         self._batch.clear()
@@ -214,10 +341,12 @@ class RequestSink:
         self._dispatch()
 
     def finish(self, note: str) -> None:
+        if self.pool is not None:
+            self._pump(True)
         self.grouper.close_all(note)
         self._dispatch()
         if self.pool is not None:
-            self.pool.drain()
+            self._pump(True)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -228,6 +357,18 @@ class RequestSink:
         _write_ordered(self.out, self.renderer, self.pool is not None, text, notices, first_divider, last_date)
 
     # -- here or in a worker: parsing, choosing, rendering -------------------------------------
+
+    def _work(self, task: Any) -> Any:
+        """In a worker: what the parent asked for (see :meth:`_join`)."""
+        what, payload = task
+        if what == "group":
+            data = read_slice(payload) if type(payload) is Slice else payload
+            lines = data.split(b"\n")
+            lines.pop()
+            return group_local(lines, self.grouper._ended_cap)
+        if what == "render":
+            return self._render_block(payload)
+        return self._fresh(payload)
 
     def _fresh(self, batch: Any) -> tuple[bytes, bytes, str | None, str]:
         blob, kinds, counts, notes = batch
@@ -376,6 +517,7 @@ class RequestSink:
 
 
 _NO_NOTE = ("", 0)
+_NO_LINES: tuple[list[bytes], int] = ([], 0)
 _ALONE: list[Record] = []  # the other lines of a request that has only its access line
 
 
