@@ -90,3 +90,145 @@ class Pool:
     def close(self) -> None:
         self._pool.terminate()
         self._pool.join()
+
+
+class Workers:
+    """Forked worker processes, each fed through its own pipe, for callers that keep their own
+    order (see ``sinks.RequestSink``): :meth:`start` hands a piece of work to the least busy
+    worker and returns a handle whose :meth:`Handle.get` is its result.
+
+    No threads here, unlike ``multiprocessing.Pool``, whose worker-watching thread wakes on
+    every chunk of a result still in the pipe (about a third of a core with results of a few
+    hundred kilobytes). Each worker reads its pipe on a thread of its own, so the parent's
+    sending never waits on a worker busy sending a result back."""
+
+    def __init__(self, work: Callable[[Any], Any], *, workers: int | None = None) -> None:
+        global _WORK
+        import multiprocessing
+
+        _WORK = work  # type: ignore[assignment]
+        context = multiprocessing.get_context("fork")
+        count = workers or min(os.cpu_count() or 2, 4)
+        self._tasks: list[Any] = []
+        self._results: list[Any] = []
+        self._processes: list[Any] = []
+        self._waiting: list[deque[Handle]] = []
+        self._load = [0] * count
+        for _ in range(count):
+            task_out, task_in = context.Pipe(duplex=False)  # (reader, writer)
+            result_out, result_in = context.Pipe(duplex=False)
+            process = context.Process(target=_serve, args=(task_out, result_in), daemon=True)
+            process.start()
+            task_out.close()
+            result_in.close()
+            self._tasks.append(task_in)
+            self._results.append(result_out)
+            self._processes.append(process)
+            self._waiting.append(deque())
+
+    def start(self, payload: Any, weight: int = 1) -> "Handle":
+        for worker, waiting in enumerate(self._waiting):  # what is done no longer counts
+            while waiting and self._results[worker].poll():
+                self._receive(worker)
+        load = self._load
+        worker = load.index(min(load))
+        load[worker] += weight
+        handle = Handle(self, worker, weight)
+        self._waiting[worker].append(handle)
+        self._tasks[worker].send(payload)
+        return handle
+
+    def _receive(self, worker: int) -> None:
+        handle = self._waiting[worker].popleft()
+        handle.value = self._results[worker].recv()
+        handle.done = True
+        self._load[worker] -= handle.weight
+
+    def close(self) -> None:
+        for connection in self._tasks:
+            try:
+                connection.send(None)
+                connection.close()
+            except OSError:
+                pass
+        for process in self._processes:
+            process.join(timeout=0.5)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+        for connection in self._results:
+            connection.close()
+
+
+class Handle:
+    """The result of a piece of work given to :class:`Workers`, when it comes."""
+
+    __slots__ = ("workers", "worker", "weight", "value", "done")
+
+    def __init__(self, workers: Workers, worker: int, weight: int) -> None:
+        self.workers = workers
+        self.worker = worker
+        self.weight = weight
+        self.value: Any = None
+        self.done = False
+
+    def ready(self) -> bool:
+        if self.done:
+            return True
+        workers = self.workers
+        return workers._waiting[self.worker][0] is self and workers._results[self.worker].poll()
+
+    def get(self) -> Any:
+        workers = self.workers
+        while not self.done:
+            workers._receive(self.worker)
+        if type(self.value) is _Failed:
+            raise RuntimeError(f"a sigobs tail worker failed:\n{self.value.text}")
+        return self.value
+
+
+class _Failed(NamedTuple):
+    text: str
+
+
+def _serve(tasks: Any, results: Any) -> None:
+    """A worker: takes work from its pipe and sends back each result, in order, each on a thread
+    of its own: the parent can always send, and the work goes on while a result waits for the
+    parent to read it."""
+    import queue
+    import threading
+    import traceback
+
+    _ignore_interrupts()
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def read() -> None:
+        while True:
+            try:
+                task = tasks.recv()
+            except (EOFError, OSError):
+                task = None
+            inbox.put(task)
+            if task is None:
+                return
+
+    outbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def write() -> None:
+        while (result := outbox.get()) is not None:
+            try:
+                results.send(result)
+            except OSError:
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    while (task := inbox.get()) is not None:
+        try:
+            result = _run(task)
+        except Exception:  # noqa: BLE001 - reported in the parent, where it is raised
+            result = _Failed(traceback.format_exc())
+        outbox.put(result)
+    outbox.put(None)
+    writer.join()

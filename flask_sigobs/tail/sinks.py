@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from array import array
 from collections import deque
+from itertools import accumulate
 from typing import Any, Callable
 
 from orjson import JSONDecodeError, loads
@@ -18,7 +19,7 @@ from . import records as r
 from .filters import FilterSet, _all_objects
 from .group import BLOCK, RAW, SINGLE, Grouper, Local, Request, group_local, in_time_order, key_of, key_of_record
 from .output import Output
-from .parallel import Pool, Slice, read_slice
+from .parallel import Pool, Slice, Workers, read_slice
 from .records import Record, parse
 from .render import Renderer
 from .stats import Stats
@@ -151,10 +152,10 @@ class RequestSink:
         self.trim = filters.matcher(filters.per_line)
         self._batch = _Batch()
         self.grouper = Grouper(self._batch, timeout=timeout, max_open=max_open)
-        self.pool: Pool | None = None
+        self.pool: Workers | None = None
         if parallel:
             out.flush()  # the workers are forked: nothing buffered may be copied into them
-            self.pool = Pool(self._work, self._write)
+            self.pool = Workers(self._work)
         self._grouping: deque[tuple[bytes | Slice, Any]] = deque()
         self._rendering: deque[Any] = deque()
 
@@ -229,13 +230,13 @@ class RequestSink:
 
     def _start_group(self, payload: bytes | Slice) -> None:
         assert self.pool is not None
-        self._grouping.append((payload, self.pool.start(("group", payload))))
+        self._grouping.append((payload, self.pool.start(("group", payload), 1)))
         self._pump(False)
 
     def _pump(self, everything: bool) -> None:
         grouping = self._grouping
         rendering = self._rendering
-        window = 4
+        window = 8
         while grouping and (everything or len(grouping) > window or grouping[0][1].ready()):
             payload, result = grouping.popleft()
             self._join(payload, result.get())
@@ -289,7 +290,7 @@ class RequestSink:
                 if len(ended) > grouper._ended_cap:
                     ended.popitem(last=False)
         task = (payload, local.order, local.kinds, local.counts, local.cr, patches)
-        self._rendering.append(self.pool.start(("render", task)))
+        self._rendering.append(self.pool.start(("render", task), 4))
 
     def _render_block(self, task: Any) -> tuple[bytes, bytes, str | None, str]:
         """In a worker: a block's items (see :meth:`_join`), rendered from the block's bytes."""
@@ -303,7 +304,7 @@ class RequestSink:
         numbers = array("I", counts)
         notes: dict[int, tuple[str, int]] = {}
         max_lines = self.grouper.max_lines
-        if patches or (numbers and max(numbers) > max_lines + 1):
+        if numbers and max(numbers) > max_lines + 1:  # a request past its line limit: item by item
             capped: list[bytes] = []
             capped_numbers = array("I")
             at = 0
@@ -322,6 +323,27 @@ class RequestSink:
                 capped.extend(lines_of)
                 capped_numbers.append(len(lines_of))
             lines, numbers = capped, capped_numbers
+        elif patches:  # only the few requests that began in a block before: their earlier lines
+            starts = list(accumulate(numbers, initial=0))
+            pieces: list[bytes] = []
+            at = 0
+            for item in sorted(patches):
+                before, dropped = patches[item]
+                start = starts[item]
+                end = start + numbers[item]
+                body = lines[start:end - 1]
+                room = max(max_lines - len(before), 0)
+                dropped += max(len(body) - room, 0)
+                pieces += lines[at:start]
+                pieces += before
+                pieces += body[:room]
+                pieces.append(lines[end - 1])
+                at = end
+                numbers[item] = len(before) + min(len(body), room) + 1
+                if dropped:
+                    notes[item] = ("", dropped)
+            pieces += lines[at:]
+            lines = pieces
         self.renderer.forget_date()
         return self.render_items((lines, kinds, numbers, notes))
 
@@ -331,7 +353,7 @@ class RequestSink:
             return
         if self.pool is not None:  # one bytes object and two small arrays: cheap to send
             task = (b"\n".join(batch.lines), bytes(batch.kinds), batch.counts.tobytes(), batch.notes)
-            self._rendering.append(self.pool.start(("batch", task)))
+            self._rendering.append(self.pool.start(("batch", task), 4))
         else:
             self._write(*self.render_items((batch.lines, batch.kinds, batch.counts, batch.notes)))
         self._batch.clear()
