@@ -99,3 +99,65 @@ def test_by_request_on_every_core_is_the_one_process_output(tmp_path: Path) -> N
         assert parallel.stdout, mode
     shown = tail(str(first), "--by-request", "--color=never").stdout
     assert b"more lines of this request not kept" in shown  # the long one, capped across blocks
+
+
+def test_a_block_grouped_on_its_own_is_grouped_as_the_grouper_does() -> None:
+    """group.group_local (what a worker does with its block) against group.Grouper (the one-process
+    way) from a fresh start: the same items, in the same order, the same requests left open, with
+    late lines and keys forgotten after a small cap."""
+    from array import array
+
+    from flask_sigobs.tail.group import BLOCK, Grouper, group_local, key_of, key_of_record
+    from flask_sigobs.tail.records import parse
+
+    class Items:
+        def __init__(self) -> None:
+            self.items: list[tuple[int, list[bytes]]] = []
+
+        def block(self, lines: list[bytes], note: str, dropped: int) -> None:
+            self.items.append((BLOCK, list(lines)))
+
+        def one(self, kind: int, line: bytes) -> None:
+            self.items.append((kind, [line]))
+
+    rng = random.Random(8)
+    for _ in range(300):
+        lines = []
+        for second in range(rng.randint(1, 60)):
+            rid = f"r{rng.randint(0, 9)}"
+            event = rng.choice(["flask.request_finished", "app.step", "app.step"])
+            line = _line(second, event, rid)
+            if rng.random() < 0.1:
+                line = rng.choice([b"not json", b'{"event":"x"}', line.replace(b'"request.id":"', b'"request.id": "'),
+                                   line + b"\r"])
+            lines.append(line)
+        cap = rng.randint(1, 4)
+        plain = Items()
+        grouper = Grouper(plain, max_open=10**9, max_lines=10**9)
+        grouper._ended_cap = cap
+        for line in lines:  # as RequestSink groups, in one process
+            if line.endswith(b"}\r") and line.startswith(b"{"):
+                line = line[:-1]
+            elif not (line.endswith(b"}") and line.startswith(b"{")):
+                plain.one(2, line)
+                continue
+            found = key_of(line)
+            if found is None:
+                record = parse(line)
+                if record is None:
+                    plain.one(2, line)
+                    continue
+                found = key_of_record(record)
+            grouper.add(line, *found, 0.0)
+        local = group_local(lines, cap)
+        cleaned = [line[:-1] if line.endswith(b"}\r") else line for line in lines]
+        order = array("I", local.order)
+        counts = array("I", local.counts)
+        items = []
+        at = 0
+        for kind, count in zip(local.kinds, counts):
+            items.append((kind, [cleaned[i] for i in order[at:at + count]]))
+            at += count
+        assert items == plain.items, lines
+        assert [(key, lines_of) for key, lines_of in local.still_open] == [
+            (key, request.lines) for key, request in grouper.open.items()], lines

@@ -209,8 +209,7 @@ def group_local(lines: list[bytes], ended_cap: int) -> Local:
     ended: list[bytes] = []
     ended_at = array("I")
     opened: dict[bytes, list[int]] = {}
-    recent: OrderedDict[bytes, None] = OrderedDict()
-    forget_oldest = recent.popitem
+    recent: dict[bytes, int] = {}  # key: how many requests had ended before it did
     put = order.append
     put_kind = kinds.append
     put_count = counts.append
@@ -227,16 +226,27 @@ def group_local(lines: list[bytes], ended_cap: int) -> Local:
                 continue
             else:
                 continue
-        found = key_of(line)
-        if found is None:
-            record = r.parse(line)
-            if record is None:
-                put(index)
-                put_kind(RAW)
-                put_count(1)
-                continue
-            found = key_of_record(record)
-        key, is_end = found
+        # key_of's usual case, inlined: a request.id without escapes, the event near the start
+        at = line.rfind(_REQUEST_ID)
+        key = None
+        if at >= 0:
+            key = line[at + 14:line.find(b'"', at + 14)]
+            at = line.find(b'"event":"', 0, 120)
+            if at >= 0 and key and b"\\" not in key:
+                is_end = line.startswith(_FINISHED_VALUE, at + 9)
+            else:
+                key = None
+        if key is None:
+            found = key_of(line)
+            if found is None:
+                record = r.parse(line)
+                if record is None:
+                    put(index)
+                    put_kind(RAW)
+                    put_count(1)
+                    continue
+                found = key_of_record(record)
+            key, is_end = found
         if key is None:
             put(index)
             put_kind(SINGLE)
@@ -244,7 +254,8 @@ def group_local(lines: list[bytes], ended_cap: int) -> Local:
             continue
         request = opened.get(key)
         if request is None:
-            if key in recent:  # late: its request has already ended
+            number = recent.get(key)
+            if number is not None and len(ended) - number <= ended_cap:  # late: it has ended
                 put(index)
                 put_kind(SINGLE)
                 put_count(1)
@@ -260,9 +271,7 @@ def group_local(lines: list[bytes], ended_cap: int) -> Local:
             if not is_end:
                 continue
             del opened[key]
-        recent[key] = None
-        if len(recent) > ended_cap:
-            forget_oldest(last=False)
+        recent[key] = len(ended)  # remembered until ended_cap more requests have ended
         ended.append(key)
         ended_at.append(len(kinds))
         order.extend(request)

@@ -408,11 +408,22 @@ class RequestSink:
         raw_out: list[bytes] = []
         notices: list[str] = []
         at = 0
-        fast = not (self.json or self.errors_only or self.match_line is not None) and self.blocks
+        fast = (not (self.json or self.errors_only or self.match_line is not None or self.trim is not None)
+                and self.blocks)
         header = self.renderer.access_header
+        block = self.renderer.block
         for index, kind in enumerate(kinds):
             count = counts[index]
             if kind == BLOCK:
+                if fast and count > 1:  # no filter: what _request does, without its choices
+                    records = _same_request(lines[at:at + count])
+                    if records is not None:
+                        last = records[-1]
+                        note, dropped = notes.get(index, _NO_NOTE)
+                        text.append(block(records, last if last.get("event") == "flask.request_finished" else None,
+                                          note, dropped))
+                        at += count
+                        continue
                 if fast and count == 1 and index not in notes:  # a request of one access line
                     line = lines[at]
                     try:
@@ -536,6 +547,32 @@ class RequestSink:
             raw_out.append(line)
         else:
             text.append(self.renderer.record(record))
+
+
+def _same_request(lines: list[bytes]) -> list[Record] | None:
+    """The records of a request's lines, in time order, when every line is a JSON object with the
+    same ``request.id`` (else None: :meth:`RequestSink._request` sorts it out)."""
+    records: list[Record] = []
+    keep = records.append
+    for line in lines:
+        try:
+            record = loads(line)
+        except JSONDecodeError:
+            return None
+        if type(record) is not dict:
+            return None
+        keep(record)
+    first = records[0].get(r.REQUEST_ID)
+    if type(first) is not str or not first:
+        return None
+    stamps = []
+    for record in records:
+        if record.get(r.REQUEST_ID) != first:
+            return None
+        stamps.append(record.get(r.TIMESTAMP))
+    if all(type(s) is str for s in stamps) and any(a > b for a, b in zip(stamps, stamps[1:])):
+        return [records[i] for i in sorted(range(len(records)), key=stamps.__getitem__)]
+    return records
 
 
 _NO_NOTE = ("", 0)
