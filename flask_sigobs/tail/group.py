@@ -265,7 +265,14 @@ def group_local(lines: list[bytes], ended_cap: int) -> Local:
                 if len(opened) > peak:
                     peak = len(opened)
                 continue
-            request = [index]
+            # a request of its access line alone: the usual case
+            recent[key] = len(ended)
+            ended.append(key)
+            ended_at.append(len(kinds))
+            put(index)
+            put_kind(BLOCK)
+            put_count(1)
+            continue
         else:
             request.append(index)
             if not is_end:

@@ -383,8 +383,14 @@ class Renderer:
         """The first line of a ``--by-request`` block: the request as the access line says it."""
         first = records[0] if records else (end if end is not None else {})
         source = end if end is not None else first
-        hms = self.clock.time(source.get(r.TIMESTAMP))
-        head = self.divider(self.clock.date) if self.clock.date != self.current_date else ""
+        clock = self.clock
+        stamp = source.get("timestamp")
+        # the clock's fast path, inlined (as in record)
+        if type(stamp) is str and len(stamp) == 27 and stamp[:19] == clock._last_key and stamp[20:23].isdigit():
+            hms = clock._last_hms + stamp[19:23]
+        else:
+            hms = clock.time(stamp)
+        head = self.divider(clock.date) if clock.date != self.current_date else ""
         if end is not None and (len(records) < 2 or (r.USER in end and r.METHOD in end)):
             summary = end  # the access line says it all (the common case: keep it cheap)
         elif end is not None and r.METHOD in end and r.PATH in end:
@@ -427,7 +433,25 @@ class Renderer:
         level = self._levels.get(level) if type(level) is str else None
         if level is None:
             level = self.level_text(source)
-        if r.METHOD in summary or r.PATH in summary:
+        get = summary.get
+        method = get("http.request.method")
+        path = get("url.path")
+        if (type(method) is str and type(path) is str and "url.query" not in summary and method.isalpha()
+                and len(path) <= self.limit and path.isprintable()):
+            # _request_finished(summary, link=False) inlined, when its parts are already cached
+            status = get("http.response.status_code")
+            status_text = self._statuses.get(status) if type(status) is int else None
+            ms = get("duration_ms")
+            duration = self._durations.get(ms) if type(ms) is float or type(ms) is int else None
+            user = get("enduser.id")
+            if status_text is None or duration is None or (user is not None and (
+                    type(user) is not str or len(user) > self.limit or not user.isprintable())):
+                details = self._request_finished(summary, link=False)
+            elif user is None:
+                details = f" {method} {path}{status_text}{duration}"
+            else:
+                details = f" {method} {path}{status_text}{duration}{self._user_key}{user}"
+        elif r.METHOD in summary or r.PATH in summary:
             details = self._request_finished(summary, link=False)
         else:
             details = f" {p.dim}(no access line){p.reset}"

@@ -565,12 +565,23 @@ def _same_request(lines: list[bytes]) -> list[Record] | None:
     first = records[0].get(r.REQUEST_ID)
     if type(first) is not str or not first:
         return None
-    stamps = []
+    # group.in_time_order, in the same loop: sorted only when every stamp is text and one is
+    # earlier than the one before
+    before = ""
+    texts = True
+    disorder = False
     for record in records:
         if record.get(r.REQUEST_ID) != first:
             return None
-        stamps.append(record.get(r.TIMESTAMP))
-    if all(type(s) is str for s in stamps) and any(a > b for a, b in zip(stamps, stamps[1:])):
+        stamp = record.get(r.TIMESTAMP)
+        if type(stamp) is str:
+            if stamp < before:
+                disorder = True
+            before = stamp
+        else:
+            texts = False
+    if texts and disorder:
+        stamps = [record[r.TIMESTAMP] for record in records]
         return [records[i] for i in sorted(range(len(records)), key=stamps.__getitem__)]
     return records
 
