@@ -114,6 +114,7 @@ class Workers:
         self._processes: list[Any] = []
         self._waiting: list[deque[Handle]] = []
         self._load = [0] * count
+        self.broken = False  # a message cut off half way (Ctrl-C): the pipes are out of step
         for _ in range(count):
             task_out, task_in = context.Pipe(duplex=False)  # (reader, writer)
             result_out, result_in = context.Pipe(duplex=False)
@@ -137,28 +138,32 @@ class Workers:
         load[worker] += weight
         handle = Handle(self, worker, weight)
         self._waiting[worker].append(handle)
-        self._tasks[worker].send(payload)
+        try:
+            self._tasks[worker].send(payload)
+        except BaseException:
+            self.broken = True
+            raise
         return handle
 
     def _receive(self, worker: int) -> None:
+        try:
+            value = self._results[worker].recv()
+        except BaseException:
+            self.broken = True
+            raise
         handle = self._waiting[worker].popleft()
-        handle.value = self._results[worker].recv()
+        handle.value = value
         handle.done = True
         self._load[worker] -= handle.weight
 
     def close(self) -> None:
-        for connection in self._tasks:
-            try:
-                connection.send(None)
-                connection.close()
-            except OSError:
-                pass
+        """Stop the workers at once (as ``Pool.terminate``): at the end they have nothing left to
+        do, and after a closed pipe or Ctrl-C what they still hold is not wanted."""
         for process in self._processes:
-            process.join(timeout=0.5)
-            if process.is_alive():
-                process.terminate()
-                process.join()
-        for connection in self._results:
+            process.terminate()
+        for process in self._processes:
+            process.join()
+        for connection in (*self._tasks, *self._results):
             connection.close()
 
 
@@ -219,7 +224,7 @@ def _serve(tasks: Any, results: Any) -> None:
         while True:
             try:
                 task = tasks.recv()
-            except (EOFError, OSError):
+            except Exception:  # noqa: BLE001 - the parent has gone, or stopped half way
                 task = None
             inbox.put(task)
             if task is None:

@@ -363,6 +363,10 @@ class RequestSink:
         self._dispatch()
 
     def finish(self, note: str) -> None:
+        if self.pool is not None and self.pool.broken:  # Ctrl-C cut a message: the rest here
+            self.close()
+            self._grouping.clear()
+            self._rendering.clear()
         if self.pool is not None:
             self._pump(True)
         self.grouper.close_all(note)
