@@ -161,3 +161,26 @@ def test_a_block_grouped_on_its_own_is_grouped_as_the_grouper_does() -> None:
         assert items == plain.items, lines
         assert [(key, lines_of) for key, lines_of in local.still_open] == [
             (key, request.lines) for key, request in grouper.open.items()], lines
+
+
+def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from .tail_support import SIGOBS
+
+    log = tmp_path / "a.jsonl"
+    _write(log, 3, 17 << 20)
+    shown = tmp_path / "shown.txt"
+    with shown.open("wb") as out:
+        process = subprocess.Popen([*SIGOBS, "tail", *[str(log)] * 6, "--by-request", "--color=never"],
+                                   stdout=out, stderr=subprocess.PIPE, cwd=ROOT, env=env())
+        deadline = time.monotonic() + 30
+        while shown.stat().st_size == 0 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)  # until the workers' first results are written
+        time.sleep(0.1)
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 130, (process.returncode, errors[-2000:])
+    assert errors == b"", errors[-2000:]  # no traceback
+    assert b"(interrupted before its access line)" in shown.read_bytes()
