@@ -135,7 +135,8 @@ class RequestSink:
 
     Grouping (on raw bytes, see :mod:`group`) happens here, in order; what grouping releases is
     a list of items that :meth:`render_items` turns into output, here or, for a big file, in
-    worker processes: the same code either way."""
+    worker processes: the same code either way. For a big file the workers group too, each its
+    own block, joined here in order (see :meth:`_join`)."""
 
     def __init__(self, out: Output, renderer: Renderer, filters: FilterSet, *, json: bool,
                  hide_raw: bool, errors_only: bool, blocks: bool, timeout: float, max_open: int,
