@@ -20,7 +20,6 @@ import flask
 import flask.app
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
 
 from flask_sigobs import SigObs, autoattach
 from flask_sigobs.instrumentor import SigObsInstrumentor

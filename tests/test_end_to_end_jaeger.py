@@ -22,8 +22,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
