@@ -29,7 +29,7 @@ import pytest
 
 from .e2e.stack import (GUNICORN_CONFIG, ROOT, Process, Stack, StackError, _gunicorn_has_setting, clean_environ, find_jaeger,
                         http_request, wait_for)
-from .test_end_to_end_jaeger import events, request_ids, server_spans, tags
+from .test_end_to_end_jaeger import events, events_named, request_ids, server_spans, tags  # noqa: F401 (re-exported)
 
 BIN = Path(sys.executable).parent
 LAUNCHERS = {
