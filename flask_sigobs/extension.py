@@ -22,7 +22,7 @@ from .errors import report_once
 from .events import Event
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
-from .requeststate import EXCLUDED, STATE_KEY, RequestState, client_address, current, request_id_from
+from .requeststate import EXCLUDED, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
@@ -165,11 +165,7 @@ class AppRuntime:
             state.end_requested = True
 
     def _adopt_span(self, state: RequestState, span: Any) -> None:
-        state.span = span
-        context = span.get_span_context()
-        if context.is_valid:
-            state.trace_id = format(context.trace_id, "032x")
-            state.span_id = format(context.span_id, "016x")
+        state.adopt(span)
         if span.is_recording():
             if STATE_KEY in state.environ and current.get() is state:
                 otel_setup.hold_end(span, state)  # our wsgi_app is there to release it
@@ -219,9 +215,7 @@ class AppRuntime:
             span, trace_id, span_id = state.span, state.trace_id, state.span_id
         else:
             span = trace.get_current_span()
-            context = span.get_span_context()
-            trace_id = format(context.trace_id, "032x") if context.is_valid else None
-            span_id = format(context.span_id, "016x") if context.is_valid else None
+            trace_id, span_id = hex_ids(span)
         try:
             self.log_sink.emit(event, trace_id, span_id)
         except Exception as exc:

@@ -50,6 +50,19 @@ class RequestState:
         self.end_requested = False  # the span source asked to end the span; we end it last
         self.token: Any = None  # the OpenTelemetry context token of a span we attached
 
+    def adopt(self, span: Any) -> None:
+        """The request's server span, whichever source made it, and its ids for the log lines."""
+        self.span = span
+        self.trace_id, self.span_id = hex_ids(span)
+
+
+def hex_ids(span: Any) -> tuple[str | None, str | None]:
+    """The span's trace and span ids as Jaeger and the log lines spell them (None when invalid)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None, None
+    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+
 
 def request_id_from(header_value: str | None) -> str:
     """The incoming id when it is a short, safe token; a fresh random one otherwise."""

@@ -83,10 +83,7 @@ class SignalSpanSource:
         parent = propagate.extract(environ, getter=_GETTER) if "HTTP_TRACEPARENT" in environ else None
         span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER,
                                        attributes=attributes, start_time=start_time)
-        state.span = span
-        span_context = span.get_span_context()
-        state.trace_id = format(span_context.trace_id, "032x")
-        state.span_id = format(span_context.span_id, "016x")
+        state.adopt(span)
         state.token = context.attach(trace.set_span_in_context(span, parent))
 
     def response(self, state: RequestState, status_code: int) -> None:

@@ -44,10 +44,10 @@ def add_correlation(logger: Any, method_name: str, event_dict: dict[str, Any]) -
             event_dict["trace_id"] = state.trace_id
             event_dict["span_id"] = state.span_id
     if "trace_id" not in event_dict:
-        context = trace.get_current_span().get_span_context()
-        if context.is_valid:
-            event_dict["trace_id"] = format(context.trace_id, "032x")
-            event_dict["span_id"] = format(context.span_id, "016x")
+        trace_id, span_id = requeststate.hex_ids(trace.get_current_span())
+        if trace_id is not None:
+            event_dict["trace_id"] = trace_id
+            event_dict["span_id"] = span_id
     return event_dict
 
 
