@@ -169,3 +169,19 @@ def test_an_exporter_that_fails_does_not_fail_requests(observe):
     observed.sigobs.runtime(app).tracer_provider.force_flush()
     assert len(observed.events("flask.request_finished")) == 20
     assert SpanExportResult  # the SDK's contract the exporter above breaks on purpose
+
+
+def test_console_lines_show_control_characters_escaped(observe):
+    app = Flask("console_app")
+
+    @app.route("/")
+    def index():
+        raise RuntimeError("boom\x1b]0;title\x07")
+
+    observed = observe(app, SIGOBS_LOG_FORMAT="console")
+    observed.client().get("/", headers={"User-Agent": "x\x1b[2J\u202ey"})
+    raw = observed.raw_log().decode()
+    assert "user_agent.original=x\\x1b[2J\\u202ey" in raw
+    assert "boom\\x1b]0;title\\x07" in raw
+    assert "\x1b" not in raw and "\u202e" not in raw and "\x07" not in raw
+    assert "exception.stacktrace='Traceback (most recent call last):\\n  File" in raw  # quoted, one line
