@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import pytest
 
 from .e2e.stack import (GUNICORN_CONFIG, ROOT, Process, Stack, StackError, _gunicorn_has_setting, clean_environ, find_jaeger,
-                        http_request, wait_for)
+                        http_request, running_stack, wait_for)
 from .test_end_to_end_jaeger import events, events_named, request_ids, server_spans, tags  # noqa: F401 (re-exported)
 
 BIN = Path(sys.executable).parent
@@ -47,16 +47,8 @@ def otlp_receiver(workdir: Path) -> Iterator[Stack]:
     jaeger, why_not = find_jaeger()
     if jaeger is None:
         pytest.skip(why_not)
-    stack = Stack(jaeger, workdir)
-    try:
-        stack.start_jaeger()
-        stack.start_collector()
+    with running_stack(jaeger, workdir, with_app=False) as stack:
         yield stack
-    except BaseException:
-        print(f"Output of the receiver:\n{stack.outputs()}", file=sys.stderr)
-        raise
-    finally:
-        stack.stop()
 
 
 # -- the app under a launcher -----------------------------------------------------------------

@@ -389,13 +389,15 @@ def _gunicorn_has_setting(name: str) -> bool:
 
 @contextlib.contextmanager
 def running_stack(jaeger_binary: str, workdir: Path, preload: bool = False,
-                  app_env: dict[str, str] | None = None) -> Iterator[Stack]:
-    """Jaeger, the Collector and the app, all started and ready; all stopped on the way out."""
+                  app_env: dict[str, str] | None = None, with_app: bool = True) -> Iterator[Stack]:
+    """Jaeger, the Collector and (``with_app``) the app, all started and ready; all stopped on
+    the way out."""
     stack = Stack(jaeger_binary, workdir, preload=preload, app_env=dict(app_env or {}))
     try:
         stack.start_jaeger()
         stack.start_collector()
-        stack.start_app()
+        if with_app:
+            stack.start_app()
         yield stack
     except BaseException:
         print(f"Output of the end-to-end stack:\n{stack.outputs()}", file=sys.stderr)
