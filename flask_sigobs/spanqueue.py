@@ -108,6 +108,7 @@ class ExportQueue(BatchSpanProcessor):
         self.export_timeout_millis: float = batch._export_timeout_millis
         self.abandoned = 0
         self._queue = getattr(batch, "_queue", None)
+        self._batch_size = batch_size
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
             reinit = weakref.WeakMethod(self._after_fork)
@@ -152,16 +153,23 @@ class ExportQueue(BatchSpanProcessor):
         if not (span.context and span.context.trace_flags.sampled):
             return
         queue = self._queue
-        if queue is None or queue.maxlen is None:  # an SDK whose insides moved: count nothing
-            self._batch_processor.emit(span)
+        batch = self._batch_processor
+        if queue is None or queue.maxlen is None or batch._shutdown:  # an SDK whose insides moved
+            batch.emit(span)
             return
+        # What BatchProcessor.emit does, without its os.getpid() system call per span: forks are
+        # handled by the at-fork hooks (the SDK's and ours), which every fork runs.
         with self._lock:  # only the export thread takes from the queue meanwhile: no overflow
             full = len(queue) >= queue.maxlen
             if not full:
-                self._batch_processor.emit(span)
+                queue.appendleft(span)
+                wake = len(queue) >= self._batch_size
         if full:
             self.drops.add()
-        else:
+            return
+        if wake and not batch._worker_awaken.is_set():
+            batch._worker_awaken.set()
+        if self.drops._pending or self.failures._pending:  # counts waiting for their report
             self.drops.tick()
             self.failures.tick()
 
