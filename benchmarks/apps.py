@@ -17,8 +17,8 @@ LOG_DIR = os.environ.get("SIGOBS_BENCH_LOG_DIR") or tempfile.mkdtemp(prefix="sig
 
 #: bare Flask; the standard instrumentation alone; what a team writes by hand on top of it;
 #: flask-sigobs on the standard instrumentation's span; flask-sigobs by default (its span built
-#: from the signals); the same with batched log writes; the nearest peers.
-VARIANTS = ["bare", "otel", "handwritten", "sigobs-otel-span", "sigobs", "sigobs-buffered",
+#: from the signals); the same writing each log line at once; the nearest peers.
+VARIANTS = ["bare", "otel", "handwritten", "sigobs-otel-span", "sigobs", "sigobs-line-by-line",
             "elastic-apm", "sentry"]
 
 
@@ -71,8 +71,9 @@ def make(variant: str) -> Flask:
         from flask_sigobs import SigObs
 
         app.config.update(SIGOBS_SPAN_EXPORTER=DropExporter(), SIGOBS_LOG_FILE=log_file,
-                          SIGOBS_SPAN_SOURCE="otel" if variant == "sigobs-otel-span" else "signals",
-                          SIGOBS_LOG_FLUSH_INTERVAL=0.2 if variant == "sigobs-buffered" else 0)
+                          SIGOBS_SPAN_SOURCE="otel" if variant == "sigobs-otel-span" else "signals")
+        if variant == "sigobs-line-by-line":
+            app.config["SIGOBS_LOG_FLUSH_INTERVAL"] = 0
         SigObs(app)
     elif variant == "elastic-apm":
         from elasticapm.contrib.flask import ElasticAPM

@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_LOG_LEVEL": "info",
     "SIGOBS_LOG_FORMAT": "json",
     "SIGOBS_LOG_FILE": None,  # None: standard output
-    "SIGOBS_LOG_FLUSH_INTERVAL": 0,  # seconds lines may wait to be written together; 0: at once
+    "SIGOBS_LOG_FLUSH_INTERVAL": 0.1,  # seconds lines may wait to be written together; 0: at once
     "SIGOBS_SIGNALS": "default",
     "SIGOBS_SIGNAL_LEVELS": "",
     "SIGOBS_EXCLUDED_PATHS": "{static}/*,/favicon.ico,/health,/healthz",

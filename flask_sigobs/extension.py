@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import sys
 import weakref
 from typing import Any, Callable
 
@@ -27,6 +26,7 @@ from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
 MAX_PENDING = 64
+_EVENT_NAMES = {name: f"flask.{name}" for name in catalogue.SIGNALS}
 
 
 def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
@@ -60,13 +60,14 @@ class AppRuntime:
             settings.service_name, settings.span_exporter)
         self.span_source: SignalSpanSource | None = None
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            self.span_source = SignalSpanSource(self.tracer_provider)
+            self.span_source = SignalSpanSource(self.tracer_provider, settings.max_value_length)
             self.instrumented_by = "flask-sigobs signals"
         else:  # an app instrumented already keeps its span, whatever the setting says
             excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
             self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
-        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None)
+        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None,
+                                    max_value_length=settings.max_value_length)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._connect()
         self._install_hooks()
@@ -232,12 +233,12 @@ class AppRuntime:
     def _request_event(self, name: str, attributes: dict[str, Any], state: Any,
                        exception: BaseException | None = None) -> None:
         if self._enabled[name] and state is not None and state is not EXCLUDED:
-            self.emit(f"flask.{name}", self._levels[name], attributes, state, exception)
+            self.emit(_EVENT_NAMES[name], self._levels[name], attributes, state, exception)
 
     def _context_event(self, name: str, attributes: dict[str, Any]) -> None:
         state = self.state()
         if state is not EXCLUDED:
-            self.emit(f"flask.{name}", self._levels[name], attributes, state)
+            self.emit(_EVENT_NAMES[name], self._levels[name], attributes, state)
 
     def on_appcontext_pushed(self, sender: Any, **_: Any) -> None:
         self._context_event("appcontext_pushed", {})
@@ -246,17 +247,18 @@ class AppRuntime:
         state = self.state()
         if state is None or state is EXCLUDED:
             return
-        state.base = events.request_attributes(flask.request, state, self.redactor,
-                                               self.settings.trusted_proxies)
+        request = flask.request._get_current_object()  # type: ignore[attr-defined]
+        state.base = events.request_attributes(request, state, self.redactor, self.settings.trusted_proxies)
         if self.span_source is not None and state.span is None:
-            self.span_source.start(state, flask.request, state.started_ns)
-        self._request_event("request_started", dict(state.base), state)
+            self.span_source.start(state, request, state.started_ns)
+        if self._enabled["request_started"]:  # the event only reads base: no copy
+            self.emit("flask.request_started", self._levels["request_started"], state.base, state)
 
     def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
-        self._context_event("before_render_template", {"template.name": str(template.name or "<string>")})
+        self._context_event("before_render_template", {"template.name": self.redactor.text(str(template.name or "<string>"))})
 
     def on_template_rendered(self, sender: Any, template: Any, **_: Any) -> None:
-        self._context_event("template_rendered", {"template.name": str(template.name or "<string>")})
+        self._context_event("template_rendered", {"template.name": self.redactor.text(str(template.name or "<string>"))})
 
     def on_message_flashed(self, sender: Any, category: Any = "message", **_: Any) -> None:
         self._context_event("message_flashed", {"flask.flash.category": self.redactor.clean(category)})
@@ -277,8 +279,8 @@ class AppRuntime:
             return
         state.finished = True
         response.headers[self.settings.request_id_header] = state.request_id
-        if state.user_id is None and "flask_login" in sys.modules:  # its current user, if loaded
-            user = flask.g.get("_login_user")
+        if state.user_id is None and getattr(sender, "login_manager", None) is not None:
+            user = flask.g.get("_login_user")  # Flask-Login's current user, if it was loaded
             if user is not None and getattr(user, "is_authenticated", False):
                 state.user_id = events.user_id(user, self.redactor)
         if state.base is None:
@@ -387,6 +389,17 @@ class SigObs:
         """The per-app runtime (settings, sinks, tracer provider) of ``app`` or the current app."""
         app = app or flask.current_app._get_current_object()
         return self._runtimes[app]
+
+    def flush(self, app: flask.Flask | None = None, timeout_millis: int = 5000) -> None:
+        """Write the log lines waiting to be written and export the spans waiting to be sent, now.
+
+        Lines are written together every ``SIGOBS_LOG_FLUSH_INTERVAL`` (and at exit, before a fork,
+        and at once for an error): call this where a process must not wait for that, at the end of
+        a script or a serverless invocation, say.
+        """
+        runtime = self.runtime(app)
+        runtime.writer.flush()
+        runtime.tracer_provider.force_flush(timeout_millis)
 
     def observe(self, signal: Signal, *, event: str | None = None, level: str = "info",
                 sender: Any = ANY) -> None:

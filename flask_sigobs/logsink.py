@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
+import stat
 import sys
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Iterator
 
 import orjson
+from logging import ERROR
 import structlog
 
 from .catalogue import LEVEL_NAMES
@@ -44,11 +47,15 @@ def dumps(event_dict: dict[str, Any], **_: Any) -> bytes:
 class LineWriter:
     """A structlog logger writing whole lines to a file (``O_APPEND``) or standard output.
 
-    By default every line is written at once (one ``write`` call: lines of several threads or
-    gunicorn workers never interleave). With ``flush_interval`` > 0, lines are gathered and
-    written together at most that many seconds later (and at exit, and before a fork): on a
-    machine where a system call costs tens of microseconds, that is most of a log line's cost.
-    Each write still holds whole lines only, so a shared file stays line-clean.
+    Lines are gathered and written together at most ``flush_interval`` seconds later (and at
+    once for an ``error`` or ``critical`` line, when 64 KiB are waiting, at exit and before a
+    fork). One ``write`` per request is not just a system call: it releases the GIL, and when the
+    span exporter's thread is waiting for the GIL, every release hands it a futile wake-up that
+    costs the request about 15 us and starves the exporter (spans dropped under load). Each
+    write holds whole lines only, so threads and gunicorn workers sharing one file never
+    interleave lines; on a pipe each write is at most ``PIPE_BUF`` bytes (lines longer than that
+    go alone), which is what keeps lines of several processes whole there. ``flush_interval=0``
+    writes each line at once.
     """
 
     MAX_BUFFER = 64 * 1024
@@ -56,11 +63,13 @@ class LineWriter:
     def __init__(self, path: str | None = None, flush_interval: float = 0.0) -> None:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
+        self._chunk = self._chunk_size()
         self._lock = threading.Lock()
+        self._write_lock = threading.RLock()
         self.flush_interval = flush_interval
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._last_flush = time.monotonic()
+        self._due = time.monotonic() + flush_interval
         if flush_interval > 0:
             self._start_flusher()
             atexit.register(self.flush)
@@ -68,30 +77,56 @@ class LineWriter:
             os.register_at_fork(before=lambda: (w := reference()) and w.flush(),
                                 after_in_child=lambda: (w := reference()) and w._start_flusher())
 
-    def msg(self, message: str | bytes) -> None:
-        data = (message if isinstance(message, bytes) else message.encode("utf-8", "replace")) + b"\n"
+    def _chunk_size(self) -> int | None:
+        """``PIPE_BUF`` when lines go to a pipe or socket, where only writes that small are atomic."""
+        try:
+            fd = self._fd if self._fd is not None else sys.stdout.fileno()
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+        except (AttributeError, OSError, ValueError):  # stdout replaced by an object without a file
+            return None
+        return select.PIPE_BUF
+
+    def write_line(self, data: bytes, urgent: bool = False) -> None:
+        """Write one rendered line (without its newline); ``urgent``: now, with what waits."""
         if self.flush_interval <= 0:
-            self._write(data)
+            self._write(data + b"\n")
             return
         with self._lock:
             self._pending.append(data)
-            self._pending_size += len(data)
-            due = (self._pending_size >= self.MAX_BUFFER
-                   or time.monotonic() - self._last_flush >= self.flush_interval)
+            self._pending_size += len(data) + 1
+            due = urgent or self._pending_size >= self.MAX_BUFFER or time.monotonic() >= self._due
         if due:
             self.flush()
 
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    def msg(self, message: str | bytes) -> None:
+        self.write_line(message if isinstance(message, bytes) else message.encode("utf-8", "replace"))
+
+    def urgent(self, message: str | bytes) -> None:
+        self.write_line(message if isinstance(message, bytes) else message.encode("utf-8", "replace"), True)
+
+    debug = info = warning = warn = log = msg
+    error = critical = exception = fatal = urgent
 
     def flush(self) -> None:
         with self._lock:
+            self._due = time.monotonic() + self.flush_interval
             if not self._pending:
                 return
-            data = b"".join(self._pending)
-            self._pending.clear()
+            pending = self._pending
+            self._pending = []
             self._pending_size = 0
-            self._last_flush = time.monotonic()
-            self._write(data)  # under the lock: chunks of one process keep their order
+            # Writes are ordered by their own (re-entrant) lock, outside the buffer's: a failed
+            # write is reported on the logging path, which may come back here with a line.
+            self._write_lock.acquire()
+        try:
+            if self._chunk is None:
+                self._write(b"\n".join(pending) + b"\n")
+            else:
+                for chunk in _chunks(pending, self._chunk):
+                    self._write(chunk)
+        finally:
+            self._write_lock.release()
 
     def _write(self, data: bytes) -> None:
         try:
@@ -116,6 +151,7 @@ class LineWriter:
 
     def _start_flusher(self) -> None:
         self._lock = threading.Lock()  # a lock held by another thread at fork time is never released
+        self._write_lock = threading.RLock()
         reference = weakref.ref(self)
         interval = self.flush_interval
 
@@ -125,7 +161,8 @@ class LineWriter:
                 writer = reference()
                 if writer is None:
                     return
-                writer.flush()
+                if writer._pending:
+                    writer.flush()
                 del writer
 
         threading.Thread(target=flusher, name="flask-sigobs-log-flush", daemon=True).start()
@@ -135,6 +172,20 @@ class LineWriter:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+def _chunks(lines: list[bytes], limit: int) -> Iterator[bytes]:
+    """Whole lines, newline-terminated, gathered into writes of at most ``limit`` bytes."""
+    group: list[bytes] = []
+    size = 0
+    for line in lines:
+        if group and size + len(line) + 1 > limit:
+            yield b"\n".join(group) + b"\n"
+            group, size = [], 0
+        group.append(line)
+        size += len(line) + 1
+    if group:
+        yield b"\n".join(group) + b"\n"
 
 
 class _Clock:
@@ -165,7 +216,7 @@ class LogSink:
     def __init__(self, logger: Any, service_name: str, level: int, writer: LineWriter | None = None) -> None:
         self._logger = logger
         self._service_name = service_name
-        self._write = writer.msg if writer is not None else None
+        self._write = writer.write_line if writer is not None else None
         self.level = level
 
     def emit(self, event: Event, trace_id: str | None, span_id: str | None) -> None:
@@ -179,7 +230,7 @@ class LogSink:
             line["span_id"] = span_id
         line.update(event.attributes)
         if self._write is not None:
-            self._write(dumps(line))
+            self._write(dumps(line), event.level >= ERROR)
         else:
             del line["event"]
             getattr(self._logger, level)(event.name, **line)

@@ -62,7 +62,13 @@ class _Router:
         writer = state.writer if state is not None else None
         (writer or self.fallback or _stdout()).msg(message)
 
-    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+    def urgent(self, message: str | bytes) -> None:
+        state = current_state()
+        writer = state.writer if state is not None else None
+        (writer or self.fallback or _stdout()).urgent(message)
+
+    debug = info = warning = warn = log = msg
+    error = critical = exception = fatal = urgent
 
 
 class _Setup:
@@ -80,7 +86,11 @@ class _LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.router.msg(self.format(record))
+            line = self.format(record)
+            if record.levelno >= logging.ERROR:
+                self.router.urgent(line)
+            else:
+                self.router.msg(line)
         except Exception:
             self.handleError(record)
 

@@ -33,6 +33,7 @@ class Observed:
     _base: str | None = field(default=None)
 
     def raw_log(self) -> bytes:
+        self.sigobs.flush(self.app)  # lines wait up to SIGOBS_LOG_FLUSH_INTERVAL to be written
         return self.log_path.read_bytes() if self.log_path.exists() else b""
 
     def lines(self) -> list[dict[str, Any]]:

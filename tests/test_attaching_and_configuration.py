@@ -35,6 +35,7 @@ def test_sigobs_app_registers_the_extension(tmp_path):
     assert app.extensions["sigobs"] is sigobs
     sigobs.init_app(app)  # a second init of the same app is a no-op, not a second set of receivers
     app.test_client().get("/")
+    sigobs.flush(app)  # lines wait up to SIGOBS_LOG_FLUSH_INTERVAL to be written
     assert (tmp_path / "x.log").read_text().count("flask.request_finished") == 1
     with pytest.raises(RuntimeError, match="already attached"):
         SigObs(app)

@@ -292,5 +292,6 @@ def test_an_explicit_sigobs_after_the_first_request_is_ignored_not_an_error(tmp_
     assert app.extensions["sigobs"] is shared
     assert any("already" in r.getMessage() for r in caplog.records)
     app.test_client().get("/")
+    shared.flush(app)
     lines = (tmp_path / "late.log").read_text().splitlines()
     assert sum('"flask.request_finished"' in line for line in lines) == 1

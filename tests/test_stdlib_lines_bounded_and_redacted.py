@@ -37,6 +37,8 @@ def test_the_dev_servers_request_line_carries_no_secret(tmp_path):
             except OSError:
                 assert time.monotonic() < deadline and process.poll() is None, "the dev server did not start"
                 time.sleep(0.1)
+        while b'"werkzeug"' not in (log.read_bytes() if log.exists() else b"") and time.monotonic() < deadline:
+            time.sleep(0.05)  # lines are written together, SIGOBS_LOG_FLUSH_INTERVAL after they are made
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
