@@ -33,9 +33,10 @@ class Event:
 def request_attributes(request: Any, state: RequestState, redactor: Redactor, trusted_proxies: int) -> dict[str, Any]:
     """Who asked for what: built once per request and reused by every request event."""
     environ = request.environ
+    text = redactor.text
     attrs: dict[str, Any] = {
-        "http.request.method": redactor.text(environ.get("REQUEST_METHOD", "")),
-        "url.path": redactor.text(request.path),
+        "http.request.method": text(environ.get("REQUEST_METHOD", "")),
+        "url.path": text(request.path),
     }
     rule = request.url_rule
     if rule is not None:
@@ -46,7 +47,7 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     attrs["client.address"] = client_address(environ, trusted_proxies)
     agent = environ.get("HTTP_USER_AGENT")
     if agent:
-        attrs["user_agent.original"] = redactor.text(agent)
+        attrs["user_agent.original"] = text(agent)
     attrs["request.id"] = state.request_id
     return attrs
 

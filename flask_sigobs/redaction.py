@@ -48,6 +48,8 @@ def _escape_unsafe(match: "re.Match[str]") -> str:
 
 def escape(text: str) -> str:
     """``text`` with DEL, C1 controls and lone surrogates written as visible escapes."""
+    if text.isascii() and "\x7f" not in text:  # the common case, without the regex
+        return text
     return _UNSAFE.sub(_escape_unsafe, text) if _UNSAFE.search(text) else text
 
 

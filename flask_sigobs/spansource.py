@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 from opentelemetry import context, propagate, trace
-from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace import Status, StatusCode
 
 from .events import exception_type
+from .fastspan import MARKER_ROOM, ServerSpans, set_attributes
 from .otel_setup import scrub_span
 from .requeststate import RequestState
 
@@ -39,63 +40,73 @@ _GETTER = _EnvironGetter()
 
 
 class SignalSpanSource:
-    def __init__(self, tracer_provider: Any) -> None:
+    #: Distinct (scheme, Host, port, protocol) whose span attributes are kept: a few per server.
+    MAX_SERVERS = 64
+
+    def __init__(self, tracer_provider: Any, max_value_length: int) -> None:
         from . import __version__
 
-        self._tracer = tracer_provider.get_tracer("flask_sigobs", __version__)
+        self._longest = max_value_length + MARKER_ROOM
+        self._spans = ServerSpans(tracer_provider.get_tracer("flask_sigobs", __version__), self._longest)
+        self._servers: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def start(self, state: RequestState, request: Any, start_time: int) -> None:
         """Open the server span for ``request`` and make it the current span."""
         environ = request.environ
-        base = state.base or {}
+        base = state.base  # built by request_started from the same request, every value bounded
+        attributes = dict(base)
+        del attributes["request.id"]
         method = environ.get("REQUEST_METHOD", "")
-        rule = request.url_rule
-        attributes: dict[str, Any] = {}
+        route = base.get("http.route")
         if method in _KNOWN_METHODS:
-            attributes["http.request.method"] = method
-            name = f"{method} {rule.rule}" if rule is not None else f"{method} {environ.get('PATH_INFO', '')}"
+            name = f"{method} {route}" if route is not None else f"{method} {base['url.path']}"
         else:
             attributes["http.request.method"] = "_OTHER"
-            attributes["http.request.method_original"] = base.get("http.request.method", "")
+            attributes["http.request.method_original"] = base["http.request.method"]
             name = "HTTP"
-        attributes["url.scheme"] = environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME")
-        if host:  # as the standard instrumentation does: the Host header as sent, port included
-            attributes["server.address"] = host
-        port = environ.get("SERVER_PORT")
-        if port and port.isdigit():
-            attributes["server.port"] = int(port)
-        attributes["url.path"] = base.get("url.path", "")
-        if "url.query" in base:
-            attributes["url.query"] = base["url.query"]
-        attributes["client.address"] = base.get("client.address", "")
+        attributes.update(self._server_attributes(environ, state.redactor))
         peer_port = environ.get("REMOTE_PORT")
         if peer_port and str(peer_port).isdigit():
             attributes["client.port"] = int(peer_port)
-        if "user_agent.original" in base:
-            attributes["user_agent.original"] = base["user_agent.original"]
-        protocol = environ.get("SERVER_PROTOCOL", "")
-        if protocol.startswith("HTTP/"):
-            attributes["network.protocol.version"] = protocol[5:]
-        if rule is not None:
-            attributes["http.route"] = rule.rule
 
         parent = propagate.extract(environ, getter=_GETTER) if "HTTP_TRACEPARENT" in environ else None
-        span = self._tracer.start_span(name, context=parent, kind=SpanKind.SERVER,
-                                       attributes=attributes, start_time=start_time)
+        span = self._spans.start(name, parent, attributes, start_time)
         state.adopt(span)
         state.token = context.attach(trace.set_span_in_context(span, parent))
+
+    def _server_attributes(self, environ: dict[str, Any], redactor: Any) -> dict[str, Any]:
+        """Where the request was served: the same for nearly every request, so made once."""
+        key = (environ.get("wsgi.url_scheme"), environ.get("HTTP_HOST") or environ.get("SERVER_NAME"),
+               environ.get("SERVER_PORT"), environ.get("SERVER_PROTOCOL"))
+        attributes = self._servers.get(key)
+        if attributes is not None:
+            return attributes
+        scheme, host, port, protocol = key
+        attributes = {"url.scheme": scheme or "http"}
+        if host:  # as the standard instrumentation does: the Host header as sent, port included
+            attributes["server.address"] = redactor.text(host)
+        if port and port.isdigit():
+            attributes["server.port"] = int(port)
+        if protocol and protocol.startswith("HTTP/"):
+            attributes["network.protocol.version"] = protocol[5:13]
+        if len(self._servers) >= self.MAX_SERVERS:  # Host is the client's to choose: stay bounded
+            self._servers.clear()
+        self._servers[key] = attributes
+        return attributes
 
     def response(self, state: RequestState, status_code: int) -> None:
         span = state.span
         if span is None or not span.is_recording():
             return
-        span.set_attribute("http.response.status_code", status_code)
-        if status_code >= 500:
-            if "error.type" not in span.attributes:
-                span.set_attribute("error.type", str(status_code))
-            if span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
-                span.set_status(Status(StatusCode.ERROR))
+        if status_code < 500:
+            set_attributes(span, {"http.response.status_code": status_code}, self._longest)
+            return
+        attributes: dict[str, Any] = {"http.response.status_code": status_code}
+        if "error.type" not in span.attributes:
+            attributes["error.type"] = str(status_code)
+        set_attributes(span, attributes, self._longest)
+        if span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
+            span.set_status(Status(StatusCode.ERROR))
 
     def detach(self, state: RequestState) -> None:
         """Leave the span's context; called where ``start`` attached it (same thread, same context)."""
@@ -115,5 +126,6 @@ class SignalSpanSource:
             except Exception:
                 description = type(error).__name__
             span.set_status(Status(StatusCode.ERROR, description))
-        scrub_span(span, state)  # what came from the raw exception: no request secret, bounded
+        if span.is_recording() and span.status.status_code is StatusCode.ERROR:
+            scrub_span(span, state)  # a recorded exception's text may echo a request secret, or be huge
         span.end()

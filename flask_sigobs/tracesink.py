@@ -8,6 +8,7 @@ import orjson
 from opentelemetry.trace import Status, StatusCode
 
 from .events import Event
+from .fastspan import MARKER_ROOM, add_event
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -18,12 +19,16 @@ _PRIMITIVES = (str, bool, int, float)
 SPAN_OWN_KEYS = frozenset({"http.request.method", "url.path", "http.route", "url.query", "client.address",
                            "user_agent.original"})
 REQUEST_EVENTS = frozenset({"flask.request_started", "flask.request_finished", "flask.got_request_exception"})
+#: Request events whose attributes flask-sigobs builds itself, every value a primitive already.
+_PRIMITIVE_EVENTS = frozenset({"flask.request_started", "flask.request_finished"})
 _SKIP_ALWAYS = frozenset({"exception.frames"})  # the text stack trace says it on the span
 _SKIP_REQUEST = _SKIP_ALWAYS | SPAN_OWN_KEYS
 
 
-def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALWAYS) -> dict[str, Any]:
-    """Span attributes must be primitives or flat lists of one primitive type: encode the rest."""
+def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALWAYS,
+                    max_length: int | None = None) -> dict[str, Any]:
+    """Span attributes must be primitives or flat lists of one primitive type: encode the rest
+    (as JSON text, cut at ``max_length`` like every other string)."""
     out = {}
     for key, value in attributes.items():
         if value is None or key in skip:
@@ -34,23 +39,34 @@ def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALW
                 and type(value[0]) in _PRIMITIVES:
             out[key] = value
         else:
-            out[key] = orjson.dumps(value, default=str).decode()
+            text = orjson.dumps(value, default=str).decode()
+            if max_length is not None and len(text) > max_length:
+                text = f"{text[:max_length]}...[{len(text) - max_length} more chars]"
+            out[key] = text
     return out
 
 
 class TraceSink:
-    def __init__(self, record_exceptions: bool) -> None:
+    def __init__(self, record_exceptions: bool, max_value_length: int) -> None:
         # opentelemetry-instrumentation-flask records the exception itself when the request's
         # span ends with it; recording it here too would show it twice in Jaeger.
         self._record_exceptions = record_exceptions
+        self._max_length = max_value_length
+        self._longest = max_value_length + MARKER_ROOM
 
     def emit(self, span: Any, event: Event) -> None:
         if not span.is_recording():
             return
         attributes = event.attributes
-        skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
-        span.add_event(event.name, span_attributes(attributes, skip), timestamp=event.time_ns)
-        if event.exception is not None:
+        if event.name in _PRIMITIVE_EVENTS:
+            values = {key: value for key, value in attributes.items() if key not in SPAN_OWN_KEYS}
+        else:
+            skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
+            values = span_attributes(attributes, skip, self._max_length)
+        if event.exception is None:
+            add_event(span, event.name, values, event.time_ns, self._longest)
+        else:  # its stack trace is longer than our values: the SDK's limits apply
+            span.add_event(event.name, values, timestamp=event.time_ns)
             if self._record_exceptions:
                 span.record_exception(event.exception, timestamp=event.time_ns)
             span.set_status(Status(StatusCode.ERROR, f"{attributes['exception.type']}: "

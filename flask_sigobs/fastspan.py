@@ -1,0 +1,191 @@
+"""The SDK's spans, made and written the short way: values flask-sigobs built are valid already.
+
+The OpenTelemetry SDK validates every attribute of every call (``set_attribute``,
+``add_event``, a span's start) and builds each span through a chain of general-purpose calls.
+A request pays that for values that were made valid on purpose (primitives, bounded, redacted),
+several microseconds per event on a path every request takes. Here the same SDK objects are
+built and filled directly: the span is the SDK's own class, so everything else (the app's calls
+on the current span, span processors, exporters, limits) behaves exactly as usual.
+
+Whatever does not fit the short way (a span that is not the SDK's, limits tighter than our
+values, a sampler of the app's own, which may look at attributes) goes through the public API.
+The SDK version is pinned in ``pyproject.toml``; ``tests/test_fast_spans_match_the_sdk.py`` checks
+that these shortcuts build what the SDK's own calls build.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import Event, Tracer, _Span, sampling
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+#: What ``redaction.Redactor.text`` may add to a string cut at ``SIGOBS_MAX_VALUE_LENGTH``.
+MARKER_ROOM = 64
+
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_TRACER_FIELDS = ("_is_enabled", "id_generator", "sampler", "resource", "span_processor",
+                  "instrumentation_info", "_span_limits", "_instrumentation_scope")
+
+
+def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
+    """Whether ``count`` valid attributes, none longer than ``longest``, are within ``limits``
+    (the SDK's ``SpanLimits``) for a span event (``events``) or the span itself."""
+    length = limits.max_attribute_length if events else limits.max_span_attribute_length
+    most = limits.max_event_attributes if events else limits.max_span_attributes
+    return (length is None or length >= longest) and (most is None or count <= most)
+
+
+def takes_clean(span: Any, count: int, longest: int, events: bool) -> bool:
+    """Whether ``count`` valid attributes fit this span as they are: a span of the SDK, within its limits."""
+    return isinstance(span, _Span) and fits(span._limits, count, longest, events)
+
+
+def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
+    """``span.set_attributes(attributes)``, for attributes valid already."""
+    if span._end_time is None and takes_clean(span, len(attributes) + len(span._attributes), longest,
+                                              events=False):
+        with span._attributes._lock:
+            span._attributes._dict.update(attributes)
+    else:
+        span.set_attributes(attributes)
+
+
+def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
+    """``span.add_event(name, attributes, time_ns)``, for attributes valid already."""
+    if span._end_time is None and takes_clean(span, len(attributes), longest, events=True):
+        span._events.append(Event(name, attributes, time_ns))  # a BoundedList: the SDK's own limit
+    else:
+        span.add_event(name, attributes, timestamp=time_ns)
+
+
+def ignores_attributes(sampler: Any) -> bool:
+    """Whether ``sampler`` is one of the SDK's own, which decide without the span's attributes."""
+    if isinstance(sampler, sampling.ParentBased):
+        return all(ignores_attributes(getattr(sampler, name, None)) for name in (
+            "_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+            "_local_parent_not_sampled"))
+    return type(sampler) in (sampling.StaticSampler, sampling.TraceIdRatioBased)
+
+
+def _is_default_sampler(sampler: Any) -> bool:
+    """``ParentBased(ALWAYS_ON)`` with its default delegates: the SDK's default sampler."""
+    return isinstance(sampler, sampling.ParentBased) and all(
+        getattr(sampler, name, None) is expected for name, expected in (
+            ("_root", sampling.ALWAYS_ON), ("_remote_parent_sampled", sampling.ALWAYS_ON),
+            ("_remote_parent_not_sampled", sampling.ALWAYS_OFF), ("_local_parent_sampled", sampling.ALWAYS_ON),
+            ("_local_parent_not_sampled", sampling.ALWAYS_OFF)))
+
+
+class RequestSpan(_Span):
+    """The SDK's span class, its fields set directly: the SDK's constructor validates attributes
+    and checks arguments that are known good here.
+
+    What is the same for every span of a tracer (resource, scope, limits, processors) is a class
+    attribute of :meth:`for_tracer`'s subclass, and what every span starts with (kind, status,
+    no end) one of this class: an instance sets only what is its own. The SDK's methods read
+    and assign them as they would its own instance's fields.
+    """
+
+    _kind = SpanKind.SERVER
+    _status = _UNSET
+    _start_time = None
+    _end_time = None
+    _trace_config = None
+    _record_exception = True
+    _set_status_on_exception = True
+    _record_end_metrics = staticmethod(noop)  # the SDK's own self-metrics are off (the default)
+
+    @classmethod
+    def for_tracer(cls, tracer: Any) -> type["RequestSpan"]:
+        limits = tracer._span_limits
+        return type("RequestSpan", (cls,), {
+            "__module__": cls.__module__, "_resource": tracer.resource, "_sampler": tracer.sampler,
+            "_span_processor": tracer.span_processor, "_limits": limits,
+            "_instrumentation_info": tracer.instrumentation_info,
+            "_instrumentation_scope": tracer._instrumentation_scope,
+            "_max_events": limits.max_events, "_max_links": limits.max_links,
+            "_max_attributes": limits.max_span_attributes,
+            "_max_attribute_length": limits.max_span_attribute_length})
+
+    _max_events = _max_links = _max_attributes = _max_attribute_length = None
+
+    def __init__(self, name: str, context: SpanContext, parent: SpanContext | None,
+                 attributes: dict[str, Any], clean: bool) -> None:  # noqa: the SDK's __init__ is skipped
+        self._name = name
+        self._context = context
+        self._parent = parent
+        self._lock = threading.Lock()
+        if clean:
+            self._attributes = BoundedAttributes(self._max_attributes, None, immutable=False,
+                                                 max_value_len=self._max_attribute_length)
+            self._attributes._dict.update(attributes)
+        else:
+            self._attributes = BoundedAttributes(self._max_attributes, attributes, immutable=False,
+                                                 max_value_len=self._max_attribute_length)
+        self._events = BoundedList(self._max_events)
+        self._links = BoundedList(self._max_links)
+
+
+class ServerSpans:
+    """Starts the request's server span with ``tracer``: the short way when the tracer is the SDK's
+    and its sampler one of the SDK's, ``tracer.start_span`` otherwise."""
+
+    def __init__(self, tracer: Any, longest: int) -> None:
+        self._tracer = tracer
+        self._longest = longest
+        self.direct = isinstance(tracer, Tracer) and ignores_attributes(tracer.sampler) \
+            and all(hasattr(tracer, name) for name in _TRACER_FIELDS)
+        self._default_sampler = self.direct and _is_default_sampler(tracer.sampler)
+        self._span_class = RequestSpan.for_tracer(tracer) if self.direct else None
+        metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's self-metrics, when turned on
+        self._metrics = None if metrics is None or isinstance(metrics, NoOpTracerMetrics) else metrics
+
+    def start(self, name: str, parent: Any, attributes: dict[str, Any], start_time: int) -> Any:
+        tracer = self._tracer
+        if not self.direct:
+            return tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
+                                     start_time=start_time)
+        if not tracer._is_enabled():
+            return trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context())
+        parent_context = trace.get_current_span(parent).get_span_context()
+        ids = tracer.id_generator
+        if not parent_context.is_valid:
+            parent_context = None
+            trace_id = ids.generate_trace_id()
+            if self._default_sampler and ids.is_trace_id_random():  # a root: sampled, no trace state
+                span_context = SpanContext(trace_id, ids.generate_span_id(), False, _SAMPLED)
+                return self._made(name, span_context, None, attributes, start_time, parent,
+                                  sampling.Decision.RECORD_AND_SAMPLE)
+            random_trace_id = ids.is_trace_id_random()
+        else:
+            trace_id = parent_context.trace_id
+            random_trace_id = parent_context.trace_flags.random_trace_id
+        decision = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, None, ())
+        flags = TraceFlags.SAMPLED if decision.decision.is_sampled() else TraceFlags.DEFAULT
+        if random_trace_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
+        span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
+                                   trace_flags=TraceFlags(flags), trace_state=decision.trace_state)
+        if not decision.decision.is_recording():
+            if self._metrics is not None:
+                self._metrics.start_span(parent_context, decision.decision)
+            return trace.NonRecordingSpan(span_context)
+        if decision.attributes:
+            attributes = {**decision.attributes, **attributes}
+        return self._made(name, span_context, parent_context, attributes, start_time, parent, decision.decision)
+
+    def _made(self, name: str, span_context: SpanContext, parent_context: SpanContext | None,
+              attributes: dict[str, Any], start_time: int, parent: Any, decision: Any) -> Any:
+        clean = fits(self._tracer._span_limits, len(attributes), self._longest, events=False)
+        span = self._span_class(name, span_context, parent_context, attributes, clean)
+        if self._metrics is not None:
+            span._record_end_metrics = self._metrics.start_span(parent_context, decision)
+        span.start(start_time=start_time, parent_context=parent)
+        return span

@@ -1,0 +1,153 @@
+"""The short way of making and filling spans (``fastspan``) builds what the SDK's own calls build.
+
+The request span and its events skip the SDK's second validation of values flask-sigobs made
+valid; these tests hold that shortcut to the SDK: the same fields, the same exported span, the
+SDK's limits and the app's own sampler still obeyed, the app's own calls still validated.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from flask import Flask
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, Status
+
+from flask_sigobs import fastspan
+
+ATTRIBUTES = {"http.request.method": "GET", "url.path": "/items/7", "http.route": "/items/<int:item_id>",
+              "client.address": "127.0.0.1", "server.port": 80, "user_agent.original": "probe/1.0"}
+
+
+def provider(**kwargs):
+    exporter = InMemorySpanExporter()
+    made = TracerProvider(resource=Resource.create({"service.name": "fast"}), **kwargs)
+    made.add_span_processor(SimpleSpanProcessor(exporter))
+    return made, exporter
+
+
+def exported(span) -> dict:
+    data = json.loads(span.to_json())
+    for key in ("context", "parent_id", "start_time", "end_time"):
+        data.pop(key)
+    for event in data["events"]:
+        event.pop("timestamp")
+    return data
+
+
+def test_a_request_span_has_every_field_the_sdk_constructor_sets():
+    made, _ = provider()
+    tracer = made.get_tracer("flask_sigobs")
+    spans = fastspan.ServerSpans(tracer, 1100)
+    assert spans.direct, "the SDK's tracer with its default sampler takes the short way"
+    ours = spans.start("GET /items/<int:item_id>", None, dict(ATTRIBUTES), 1)
+    theirs = tracer.start_span("GET /items/<int:item_id>", kind=SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+    assert isinstance(ours, fastspan.RequestSpan)
+    fields = set(vars(ours)).union(*(vars(klass) for klass in type(ours).__mro__[:2]))
+    assert fields >= set(vars(theirs)), "every field the SDK's constructor sets, ours has"
+    for name in vars(theirs):
+        if name not in ("_name", "_context", "_parent", "_lock", "_attributes", "_events", "_links", "_start_time"):
+            mine, sdk = getattr(ours, name), getattr(theirs, name)
+            if isinstance(sdk, Status):
+                mine, sdk = (mine.status_code, mine.description), (sdk.status_code, sdk.description)
+            assert mine == sdk, name
+    assert type(ours._events) is type(theirs._events) and ours._events._dq.maxlen == theirs._events._dq.maxlen
+    assert type(ours._links) is type(theirs._links) and ours._links._dq.maxlen == theirs._links._dq.maxlen
+    assert (ours._attributes.maxlen, ours._attributes.max_value_len) == \
+        (theirs._attributes.maxlen, theirs._attributes.max_value_len)
+
+
+def test_the_short_way_exports_the_same_span_as_the_sdk():
+    made, exporter = provider()
+    tracer = made.get_tracer("flask_sigobs")
+    spans = fastspan.ServerSpans(tracer, 1100)
+    for fast in (True, False):
+        if fast:
+            span = spans.start("GET /items/<int:item_id>", None, dict(ATTRIBUTES), None)
+            fastspan.add_event(span, "flask.request_finished", {"http.response.status_code": 200}, 5, 1100)
+            fastspan.set_attributes(span, {"http.response.status_code": 200}, 1100)
+        else:
+            span = tracer.start_span("GET /items/<int:item_id>", kind=SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+            span.add_event("flask.request_finished", {"http.response.status_code": 200}, timestamp=5)
+            span.set_attributes({"http.response.status_code": 200})
+        span.end()
+    fast, sdk = exporter.get_finished_spans()
+    assert exported(fast) == exported(sdk)
+    assert fast.context.trace_flags.sampled and fast.parent is None
+
+
+def test_limits_tighter_than_our_values_are_applied_by_the_sdk():
+    made, exporter = provider(span_limits=SpanLimits(max_span_attribute_length=5, max_attribute_length=4))
+    spans = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100)
+    span = spans.start("GET /", None, dict(ATTRIBUTES), None)
+    fastspan.add_event(span, "custom", {"note": "a long value"}, 5, 1100)
+    span.end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes["user_agent.original"] == "probe"
+    assert finished.events[0].attributes["note"] == "a lo"
+
+
+def test_an_apps_own_sampler_sees_the_attributes_and_decides():
+    class DropHealth(sampling.Sampler):
+        def should_sample(self, parent_context, trace_id, name, kind=None, attributes=None, links=None,
+                          trace_state=None):
+            seen.append(dict(attributes or {}))
+            drop = (attributes or {}).get("url.path") == "/health"
+            return sampling.SamplingResult(sampling.Decision.DROP if drop else sampling.Decision.RECORD_AND_SAMPLE,
+                                           attributes)
+
+        def get_description(self) -> str:
+            return "DropHealth"
+
+    seen: list[dict] = []
+    made, exporter = provider(sampler=DropHealth())
+    spans = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100)
+    assert not spans.direct
+    spans.start("GET /health", None, {**ATTRIBUTES, "url.path": "/health"}, None).end()
+    spans.start("GET /items", None, dict(ATTRIBUTES), None).end()
+    assert [attrs["url.path"] for attrs in seen] == ["/health", "/items/7"]
+    assert [span.name for span in exporter.get_finished_spans()] == ["GET /items"]
+
+
+@pytest.mark.parametrize("flags, recorded", [("01", True), ("00", False)])
+def test_a_callers_traceparent_is_the_parent_and_its_sampling_decision_holds(flags, recorded):
+    from opentelemetry import propagate
+
+    made, exporter = provider()
+    spans = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100)
+    parent = propagate.extract({"traceparent": f"00-{'ab' * 16}-{'cd' * 8}-{flags}"})
+    span = spans.start("GET /", parent, dict(ATTRIBUTES), None)
+    assert span.get_span_context().trace_id == int("ab" * 16, 16)
+    assert span.is_recording() is recorded
+    span.end()
+    finished = exporter.get_finished_spans()
+    assert len(finished) == int(recorded)
+    if recorded:
+        assert finished[0].parent.span_id == int("cd" * 8, 16) and finished[0].parent.is_remote
+
+
+def test_the_apps_own_calls_on_the_request_span_are_still_validated(observe, span_source):
+    app = Flask("validated")
+
+    @app.route("/")
+    def index() -> str:
+        span = trace.get_current_span()
+        span.set_attribute("app.valid", 7)
+        span.set_attribute("app.list", [1, "mixed"])  # the SDK makes it a tuple
+        span.set_attribute("app.invalid", object())  # the SDK replaces it with None
+        span.add_event("app.event", {"ok": True, "bad": object()})
+        return "ok"
+
+    observed = observe(app)
+    assert observed.client().get("/").status_code == 200
+    (span,) = observed.server_spans()
+    assert span.attributes["app.valid"] == 7
+    assert span.attributes["app.list"] == (1, "mixed")
+    assert span.attributes["app.invalid"] is None
+    (event,) = [event for event in span.events if event.name == "app.event"]
+    assert dict(event.attributes) == {"ok": True, "bad": None}
