@@ -19,15 +19,19 @@ MAX_STACKTRACE = 8192
 
 
 class Event:
-    __slots__ = ("name", "level", "attributes", "time_ns", "exception")
+    """One signal firing. ``span_attributes``, when the builder knows them, are what the span event
+    carries: the attributes less what the request's span has as its own already."""
+
+    __slots__ = ("name", "level", "attributes", "time_ns", "exception", "span_attributes")
 
     def __init__(self, name: str, level: int, attributes: dict[str, Any],
-                 exception: BaseException | None = None) -> None:
+                 exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None) -> None:
         self.name = name
         self.level = level
         self.attributes = attributes
         self.time_ns = time.time_ns()
         self.exception = exception
+        self.span_attributes = span_attributes
 
 
 def request_attributes(request: Any, state: RequestState, redactor: Redactor, trusted_proxies: int) -> dict[str, Any]:
@@ -52,17 +56,17 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     return attrs
 
 
-def finished_attributes(state: RequestState, response: Any) -> dict[str, Any]:
-    """The access-log line: the request attributes plus the outcome."""
-    attrs = dict(state.base or {})
-    attrs["http.response.status_code"] = response.status_code
-    attrs["duration_ms"] = round((time.perf_counter() - state.started) * 1000, 3)
+def finished_attributes(state: RequestState, response: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The access-log line (the request attributes plus the outcome), and the outcome alone: what
+    the span event adds to a span that has the request attributes already."""
+    outcome: dict[str, Any] = {"request.id": state.request_id, "http.response.status_code": response.status_code,
+                               "duration_ms": round((time.perf_counter() - state.started) * 1000, 3)}
     size = response.content_length
     if size is not None:
-        attrs["http.response.body.size"] = size
+        outcome["http.response.body.size"] = size
     if state.user_id is not None:
-        attrs["enduser.id"] = state.user_id
-    return attrs
+        outcome["enduser.id"] = state.user_id
+    return {**(state.base or {}), **outcome}, outcome
 
 
 def exception_type(exc: BaseException) -> str:

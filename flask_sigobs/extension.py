@@ -21,7 +21,7 @@ from .errors import report_once
 from .events import Event
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
-from .requeststate import EXCLUDED, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
+from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
@@ -99,17 +99,21 @@ class AppRuntime:
             position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
             funcs.insert(position, self.before_request)  # right after the span is started
         self._inner_wsgi = app.wsgi_app
+        excluded = self.settings.excluded_re
+        self._excluded = excluded.match if excluded is not None else None
+        self._request_id_key = self.settings.request_id_environ_key
+        self._service_name = self.settings.service_name
         app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
 
     # -- the request state ----------------------------------------------------------------
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Outermost: creates the request state, and ends the span once everything is said."""
-        excluded = self.settings.excluded_re
-        if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
+        if self._excluded is not None and self._excluded(environ.get("PATH_INFO", "")):
             environ[STATE_KEY] = EXCLUDED
             return self._inner_wsgi(environ, start_response)
-        state = self._new_state(environ)
+        state = RequestState(environ, request_id_from(environ.get(self._request_id_key)), self._service_name,
+                             self.writer, self.redactor)
         environ[STATE_KEY] = state
         token = current.set(state)
         try:
@@ -185,12 +189,16 @@ class AppRuntime:
                 otel_setup.release_end(state.span, state)
         except Exception as exc:
             report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
+        finally:
+            # The environ holds the state and the state its environ: without this, every request
+            # would leave a reference cycle (the environ and all it holds) for the garbage collector.
+            state.environ = FINISHED_ENVIRON
 
     # -- one event, both outputs ----------------------------------------------------------
 
     def emit(self, name: str, level: int, attributes: dict[str, Any], state: Any,
-             exception: BaseException | None = None) -> None:
-        event = Event(name, level, attributes, exception)
+             exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None) -> None:
+        event = Event(name, level, attributes, exception, span_attributes)
         if state is None or state is EXCLUDED:
             self._deliver(event, None)
             return
@@ -199,7 +207,7 @@ class AppRuntime:
             span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
             if span is None:  # before the span source's before_request: wait for the span
                 if len(state.pending) < MAX_PENDING:
-                    state.pending.append(event)
+                    state.pending = [*state.pending, event]
                 return
             self._adopt_span(state, span)
         if state.pending:
@@ -207,7 +215,7 @@ class AppRuntime:
         self._deliver(event, state)
 
     def _flush(self, state: RequestState) -> None:
-        pending, state.pending = state.pending, []
+        pending, state.pending = state.pending, ()
         for event in pending:
             self._deliver(event, state)
 
@@ -252,7 +260,8 @@ class AppRuntime:
         if self.span_source is not None and state.span is None:
             self.span_source.start(state, request, state.started_ns)
         if self._enabled["request_started"]:  # the event only reads base: no copy
-            self.emit("flask.request_started", self._levels["request_started"], state.base, state)
+            self.emit("flask.request_started", self._levels["request_started"], state.base, state,
+                      span_attributes={"request.id": state.request_id})
 
     def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
         self._context_event("before_render_template", {"template.name": self.redactor.text(str(template.name or "<string>"))})
@@ -286,14 +295,14 @@ class AppRuntime:
         if state.base is None:
             state.base = events.request_attributes(flask.request, state, self.redactor,
                                                    self.settings.trusted_proxies)
-        attributes = events.finished_attributes(state, response)
+        attributes, outcome = events.finished_attributes(state, response)
         if self.span_source is not None:
             self.span_source.response(state, response.status_code)
         level = self._levels["request_finished"]
         if response.status_code >= 500:
             level = max(level, logging.ERROR)
         if self._enabled["request_finished"]:
-            self.emit("flask.request_finished", level, attributes, state)
+            self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome)
 
     def on_request_tearing_down(self, sender: Any, exc: BaseException | None = None, **_: Any) -> None:
         attributes = {"exception.type": events.exception_type(exc)} if exc is not None else {}

@@ -29,6 +29,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 MARKER_ROOM = 64
 
 _UNSET = Status(StatusCode.UNSET)
+_NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
 _TRACER_FIELDS = ("_is_enabled", "id_generator", "sampler", "resource", "span_processor",
                   "instrumentation_info", "_span_limits", "_instrumentation_scope")
@@ -42,9 +43,16 @@ def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
     return (length is None or length >= longest) and (most is None or count <= most)
 
 
+_SDK_SPAN_TYPES: dict[type, bool] = {}  # isinstance() against the SDK's (abstract) Span is slow
+
+
 def takes_clean(span: Any, count: int, longest: int, events: bool) -> bool:
     """Whether ``count`` valid attributes fit this span as they are: a span of the SDK, within its limits."""
-    return isinstance(span, _Span) and fits(span._limits, count, longest, events)
+    kind = type(span)
+    sdk = _SDK_SPAN_TYPES.get(kind)
+    if sdk is None:
+        sdk = _SDK_SPAN_TYPES[kind] = issubclass(kind, _Span)
+    return sdk and fits(span._limits, count, longest, events)
 
 
 def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
@@ -101,6 +109,7 @@ class RequestSpan(_Span):
     _record_exception = True
     _set_status_on_exception = True
     _record_end_metrics = staticmethod(noop)  # the SDK's own self-metrics are off (the default)
+    _links = _NO_LINKS  # a request span seldom gets links: the list is made by the first one
 
     @classmethod
     def for_tracer(cls, tracer: Any) -> type["RequestSpan"]:
@@ -130,7 +139,11 @@ class RequestSpan(_Span):
             self._attributes = BoundedAttributes(self._max_attributes, attributes, immutable=False,
                                                  max_value_len=self._max_attribute_length)
         self._events = BoundedList(self._max_events)
-        self._links = BoundedList(self._max_links)
+
+    def _add_link(self, link: Any) -> None:
+        if self._links is _NO_LINKS:
+            self._links = BoundedList(self._max_links)
+        super()._add_link(link)
 
 
 class ServerSpans:

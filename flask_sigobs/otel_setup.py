@@ -167,14 +167,15 @@ def scrub_span(span: Any, state: Any) -> None:
     environ = state.environ
     base = state.base or {}
     client = base.get("client.address")
-    attributes = getattr(span, "attributes", None) or {}
-    if client and attributes.get("client.address") not in (None, client):
-        span.set_attribute("network.peer.address", attributes["client.address"])
-        span.set_attribute("client.address", client)
+    if client and client != environ.get("REMOTE_ADDR"):  # else the span says the same already
+        attributes = getattr(span, "attributes", None) or {}
+        if attributes.get("client.address") not in (None, client):
+            span.set_attribute("network.peer.address", attributes["client.address"])
+            span.set_attribute("client.address", client)
     status = getattr(span, "status", None)
     events = getattr(span, "_events", None)
     failed = status is not None and status.status_code is StatusCode.ERROR
-    if not failed and not any(event.name == "exception" for event in events or ()):
+    if not failed:  # the instrumentation records an exception and sets ERROR together
         return
     secrets = environ.get(SECRETS_KEY)
     if secrets is None:

@@ -14,12 +14,14 @@ import random
 import re
 import time
 from contextvars import ContextVar
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Sequence
 
 STATE_KEY = "flask_sigobs.state"
 _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 EXCLUDED: Any = object()  # the state of a request on an excluded path: no events
+FINISHED_ENVIRON: Any = MappingProxyType({})  # a finished request's state lets go of its environ
 
 # The module's generator: Python reseeds it in every forked child, so gunicorn workers differ.
 _random_bits = random.getrandbits
@@ -43,7 +45,7 @@ class RequestState:
         self.span: Any = None
         self.trace_id: str | None = None
         self.span_id: str | None = None
-        self.pending: list[Any] = []
+        self.pending: Sequence[Any] = ()  # events waiting for the span (seldom any: none allocated until then)
         self.user_id: str | None = None
         self.base: dict[str, Any] | None = None  # request attributes, built once at request_started
         self.finished = False  # request_finished seen: later events no longer wait for the span

@@ -19,8 +19,6 @@ _PRIMITIVES = (str, bool, int, float)
 SPAN_OWN_KEYS = frozenset({"http.request.method", "url.path", "http.route", "url.query", "client.address",
                            "user_agent.original"})
 REQUEST_EVENTS = frozenset({"flask.request_started", "flask.request_finished", "flask.got_request_exception"})
-#: Request events whose attributes flask-sigobs builds itself, every value a primitive already.
-_PRIMITIVE_EVENTS = frozenset({"flask.request_started", "flask.request_finished"})
 _SKIP_ALWAYS = frozenset({"exception.frames"})  # the text stack trace says it on the span
 _SKIP_REQUEST = _SKIP_ALWAYS | SPAN_OWN_KEYS
 
@@ -58,9 +56,8 @@ class TraceSink:
         if not span.is_recording():
             return
         attributes = event.attributes
-        if event.name in _PRIMITIVE_EVENTS:
-            values = {key: value for key, value in attributes.items() if key not in SPAN_OWN_KEYS}
-        else:
+        values = event.span_attributes
+        if values is None:
             skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
             values = span_attributes(attributes, skip, self._max_length)
         if event.exception is None:

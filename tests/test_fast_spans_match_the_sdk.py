@@ -57,7 +57,12 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
                 mine, sdk = (mine.status_code, mine.description), (sdk.status_code, sdk.description)
             assert mine == sdk, name
     assert type(ours._events) is type(theirs._events) and ours._events._dq.maxlen == theirs._events._dq.maxlen
+    for span in (ours, theirs):
+        span.add_link(trace.SpanContext(7, 8, is_remote=True), {"link.kind": "follows"})
     assert type(ours._links) is type(theirs._links) and ours._links._dq.maxlen == theirs._links._dq.maxlen
+    assert [(l.context.span_id, dict(l.attributes)) for l in ours.links] == \
+        [(l.context.span_id, dict(l.attributes)) for l in theirs.links] == [(8, {"link.kind": "follows"})]
+    assert fastspan.RequestSpan._links.dropped == 0 and len(fastspan.RequestSpan._links) == 0, "the shared empty list"
     assert (ours._attributes.maxlen, ours._attributes.max_value_len) == \
         (theirs._attributes.maxlen, theirs._attributes.max_value_len)
 
