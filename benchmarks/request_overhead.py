@@ -62,14 +62,37 @@ def _runner(app: Any) -> Any:
     return run
 
 
+class _DropCounter:
+    """Counts the SDK batch processor's "Queue full, dropping Span." warnings (one per span)."""
+
+    def __init__(self) -> None:
+        import logging
+
+        self.count = 0
+        handler = logging.Handler()
+        handler.emit = self._seen  # type: ignore[method-assign]
+        logging.getLogger("opentelemetry.sdk._shared_internal").addHandler(handler)
+
+    def _seen(self, record: Any) -> None:
+        if "dropping" in record.getMessage():
+            self.count += 1
+
+
 def worker(variant: str) -> None:
-    """Serve 'N' commands on stdin: run N requests, answer microseconds per request."""
+    """Serve 'N' commands on stdin: run N requests, answer microseconds per request; at the end,
+    say how many of the spans the batch processor dropped because its queue was full."""
+    drops = _DropCounter()
     app = make(variant)
     run = _runner(app)
     run(1000)  # warm up: caches, first-use set-up, lazy imports
+    served = 1000
     print("ready", flush=True)
     for line in sys.stdin:
         print(f"{run(int(line)):.3f}", flush=True)
+        served += int(line)
+    from flask_sigobs import spanqueue
+
+    print(f"{drops.count + spanqueue.dropped_spans()} {served}", flush=True)
 
 
 def _available(variant: str) -> bool:
@@ -104,18 +127,24 @@ def compare(rounds: int, count: int) -> dict[str, float]:
                 process.stdin.flush()  # type: ignore[union-attr]
                 samples[variant].append(float(process.stdout.readline()))  # type: ignore[union-attr]
     finally:
-        for process in workers.values():
+        drops = {}
+        for variant, process in workers.items():
             process.stdin.close()  # type: ignore[union-attr]
+            last = process.stdout.readline().split()  # type: ignore[union-attr]
+            drops[variant] = (int(last[0]), int(last[1])) if len(last) == 2 else None
             process.wait(30)
     medians = {v: statistics.median(s) for v, s in samples.items()}
     bare = medians["bare"]
     print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
           f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds)")
-    print(f"{'variant':<18}{'us/request':>12}{'x bare':>9}{'x otel':>9}   spread")
+    print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}spans dropped (queue full)")
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
-        print(f"{variant:<18}{medians[variant]:>12.1f}{medians[variant] / bare:>9.2f}"
-              f"{medians[variant] / medians['otel']:>9.2f}   {spread}")
+        dropped = drops.get(variant)
+        said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry") else \
+            f"{dropped[0]} of {dropped[1]}"
+        print(f"{variant:<20}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
+              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{said}")
     return medians
 
 

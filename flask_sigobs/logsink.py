@@ -69,7 +69,6 @@ class LineWriter:
         self.flush_interval = flush_interval
         self._pending: list[bytes] = []
         self._pending_size = 0
-        self._due = time.monotonic() + flush_interval
         if flush_interval > 0:
             self._start_flusher()
             atexit.register(self.flush)
@@ -92,10 +91,10 @@ class LineWriter:
         if self.flush_interval <= 0:
             self._write(data + b"\n")
             return
-        with self._lock:
+        with self._lock:  # the flusher thread writes them within flush_interval: no clock read here
             self._pending.append(data)
             self._pending_size += len(data) + 1
-            due = urgent or self._pending_size >= self.MAX_BUFFER or time.monotonic() >= self._due
+            due = urgent or self._pending_size >= self.MAX_BUFFER
         if due:
             self.flush()
 
@@ -110,7 +109,6 @@ class LineWriter:
 
     def flush(self) -> None:
         with self._lock:
-            self._due = time.monotonic() + self.flush_interval
             if not self._pending:
                 return
             pending = self._pending
@@ -223,17 +221,23 @@ class LogSink:
         if event.level < self.level:
             return
         level = LEVEL_NAMES[event.level]
-        line: dict[str, Any] = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
-                                "service.name": self._service_name}
-        if trace_id is not None:
-            line["trace_id"] = trace_id
-            line["span_id"] = span_id
-        line.update(event.attributes)
         if self._write is not None:
+            if trace_id is not None:
+                line = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
+                        "service.name": self._service_name, "trace_id": trace_id, "span_id": span_id,
+                        **event.attributes}
+            else:
+                line = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
+                        "service.name": self._service_name, **event.attributes}
             self._write(dumps(line), event.level >= ERROR)
-        else:
-            del line["event"]
-            getattr(self._logger, level)(event.name, **line)
+            return
+        fields: dict[str, Any] = {"timestamp": iso_utc(event.time_ns), "level": level,
+                                  "service.name": self._service_name}
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+            fields["span_id"] = span_id
+        fields.update(event.attributes)
+        getattr(self._logger, level)(event.name, **fields)
 
 
 def own_logger(writer: LineWriter, log_format: str) -> Any:
