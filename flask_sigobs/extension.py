@@ -404,11 +404,16 @@ class SigObs:
 
         Lines are written together every ``SIGOBS_LOG_FLUSH_INTERVAL`` (and at exit, before a fork,
         and at once for an error): call this where a process must not wait for that, at the end of
-        a script or a serverless invocation, say.
+        a script or a serverless invocation, say. Without ``app`` and outside an app context: every
+        app this ``SigObs`` serves.
         """
-        runtime = self.runtime(app)
-        runtime.writer.flush()
-        runtime.tracer_provider.force_flush(timeout_millis)
+        if app is None and not flask.has_app_context():
+            runtimes = list(self._runtimes.values())
+        else:
+            runtimes = [self.runtime(app)]
+        for runtime in runtimes:
+            runtime.writer.flush()
+            runtime.tracer_provider.force_flush(timeout_millis)
 
     def observe(self, signal: Signal, *, event: str | None = None, level: str = "info",
                 sender: Any = ANY) -> None:

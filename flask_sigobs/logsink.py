@@ -69,10 +69,12 @@ class LineWriter:
         self.flush_interval = flush_interval
         self._pending: list[bytes] = []
         self._pending_size = 0
+        if self._fd is not None:  # an app that goes away takes its file descriptor with it
+            self._closer = weakref.finalize(self, os.close, self._fd)
         if flush_interval > 0:
             self._start_flusher()
-            atexit.register(self.flush)
-            reference = weakref.ref(self)
+            reference = weakref.ref(self)  # the hooks must not keep a writer (and its thread) alive
+            atexit.register(lambda: (w := reference()) and w.flush())
             os.register_at_fork(before=lambda: (w := reference()) and w.flush(),
                                 after_in_child=lambda: (w := reference()) and w._start_flusher())
 
@@ -168,7 +170,7 @@ class LineWriter:
     def close(self) -> None:
         self.flush()
         if self._fd is not None:
-            os.close(self._fd)
+            self._closer()
             self._fd = None
 
 
