@@ -15,7 +15,9 @@ that these shortcuts build what the SDK's own calls build.
 
 from __future__ import annotations
 
+import logging
 import threading
+from time import time_ns
 from typing import Any
 
 from opentelemetry import trace
@@ -28,6 +30,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 #: What ``redaction.Redactor.text`` may add to a string cut at ``SIGOBS_MAX_VALUE_LENGTH``.
 MARKER_ROOM = 64
 
+logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
@@ -145,6 +148,21 @@ class RequestSpan(_Span):
             self._links = BoundedList(self._max_links)
         super()._add_link(link)
 
+    def end(self, end_time: int | None = None) -> None:
+        """The SDK's ``end``, handing the span processors the span itself rather than a copy: once
+        ended, the SDK's span refuses every change, so the copy would only repeat it."""
+        with self._lock:
+            if self._end_time is not None:
+                logger.warning("Calling end() on an ended span.")
+                return
+            self._end_time = end_time if end_time is not None else time_ns()
+            self._attributes._immutable = True
+        if self._record_end_metrics:
+            self._record_end_metrics()
+        processor = self._span_processor
+        processor._on_ending(self)
+        processor.on_end(self)
+
 
 class ServerSpans:
     """Starts the request's server span with ``tracer``: the short way when the tracer is the SDK's
@@ -200,5 +218,6 @@ class ServerSpans:
         span = self._span_class(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
-        span.start(start_time=start_time, parent_context=parent)
+        span._start_time = start_time if start_time is not None else time_ns()  # what span.start() does,
+        span._span_processor.on_start(span, parent_context=parent)  # less its lock: no one else has it yet
         return span

@@ -156,3 +156,18 @@ def test_the_apps_own_calls_on_the_request_span_are_still_validated(observe, spa
     assert span.attributes["app.invalid"] is None
     (event,) = [event for event in span.events if event.name == "app.event"]
     assert dict(event.attributes) == {"ok": True, "bad": None}
+
+
+def test_an_ended_request_span_is_handed_over_once_and_changes_no_more(caplog):
+    made, exporter = provider()
+    spans = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100)
+    span = spans.start("GET /", None, dict(ATTRIBUTES), None)
+    span.end()
+    span.end()  # as the SDK does: a warning, nothing exported twice
+    span.set_attribute("late", 1)
+    fastspan.set_attributes(span, {"later": 2}, 1100)
+    fastspan.add_event(span, "late.event", {}, 5, 1100)
+    (finished,) = exporter.get_finished_spans()
+    assert "late" not in finished.attributes and "later" not in finished.attributes
+    assert not finished.events
+    assert any("ended" in record.getMessage() for record in caplog.records)
