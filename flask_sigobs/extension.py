@@ -252,7 +252,7 @@ class AppRuntime:
         self._context_event("appcontext_pushed", {})
 
     def on_request_started(self, sender: Any, **_: Any) -> None:
-        state = self.state()
+        state = current.get() or self.state()  # the context variable first: every request has it
         if state is None or state is EXCLUDED:
             return
         request = flask.request._get_current_object()  # type: ignore[attr-defined]
@@ -283,7 +283,7 @@ class AppRuntime:
         self._request_event("got_request_exception", attributes, state, exception)
 
     def on_request_finished(self, sender: Any, response: Any, **_: Any) -> None:
-        state = self.state()
+        state = current.get() or self.state()
         if state is None or state is EXCLUDED:
             return
         state.finished = True

@@ -40,7 +40,7 @@ class RequestState:
         self.service_name = service_name
         self.writer = writer  # where the app's own log lines of this request go
         self.redactor = redactor  # and how they are redacted (the app's SIGOBS_REDACT_KEYS)
-        self.started = time.perf_counter()
+        self.started = time.perf_counter_ns()  # for the duration: monotonic
         self.started_ns = time.time_ns()  # wall clock, for the span's start
         self.span: Any = None
         self.trace_id: str | None = None
