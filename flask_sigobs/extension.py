@@ -60,14 +60,13 @@ class AppRuntime:
             settings.service_name, settings.span_exporter)
         self.span_source: SignalSpanSource | None = None
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            self.span_source = SignalSpanSource(self.tracer_provider, settings.max_value_length)
+            self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
             self.instrumented_by = "flask-sigobs signals"
         else:  # an app instrumented already keeps its span, whatever the setting says
             excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
             self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
-        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None,
-                                    max_value_length=settings.max_value_length)
+        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._connect()
         self._install_hooks()

@@ -27,9 +27,6 @@ from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-#: What ``redaction.Redactor.text`` may add to a string cut at ``SIGOBS_MAX_VALUE_LENGTH``.
-MARKER_ROOM = 64
-
 logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link

@@ -23,7 +23,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from .config import ConfigError
 from .errors import report_once
-from .redaction import SECRETS_KEY, Redactor, scrub
+from .redaction import SECRETS_KEY, Redactor, cut, scrub
 from .spanqueue import ExportQueue
 
 OTEL_SPAN_KEY = "opentelemetry-flask.span_key"
@@ -182,17 +182,11 @@ def scrub_span(span: Any, state: Any) -> None:
         request = environ.get("werkzeug.request")
         secrets = Redactor().request_secrets(request) if request is not None else ()
     if failed and status.description:
-        description = _bounded(scrub(status.description, secrets))
+        description = cut(scrub(status.description, secrets), MAX_ATTRIBUTE_LENGTH)
         if description != status.description:
             span.set_status(Status(StatusCode.ERROR, description))
     if events is not None:
         _scrub_events(span, events, secrets)
-
-
-def _bounded(text: str) -> str:
-    if len(text) <= MAX_ATTRIBUTE_LENGTH:
-        return text
-    return f"{text[:MAX_ATTRIBUTE_LENGTH]}...[{len(text) - MAX_ATTRIBUTE_LENGTH} more chars]"
 
 
 def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
@@ -207,7 +201,7 @@ def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
             changed = {}
             for key, value in attributes.items():
                 if isinstance(value, str):
-                    clean = _bounded(scrub(value, secrets))
+                    clean = cut(scrub(value, secrets), MAX_ATTRIBUTE_LENGTH)
                     if clean != value:
                         changed[key] = clean
             if changed:

@@ -53,6 +53,17 @@ def escape(text: str) -> str:
     return _UNSAFE.sub(_escape_unsafe, text) if _UNSAFE.search(text) else text
 
 
+#: What :func:`cut` may add to a text it cuts: the ``...[N more chars]`` marker.
+MARKER_ROOM = 64
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` bounded to ``limit`` characters, saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more chars]"
+
+
 def _unprintable(value: Any) -> str:
     try:
         return f"<unprintable {type(value).__name__}>"
@@ -68,6 +79,7 @@ class Redactor:
         self._pattern = re.compile("|".join(re.escape(k) for k in keys))
         self._verdicts: dict[str, bool] = {}
         self.max_length = max_length
+        self.longest = max_length + MARKER_ROOM  # no text this redactor yields is longer
 
     def is_sensitive(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -79,9 +91,7 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """Bound a string, saying how much was cut; escape what a terminal or UTF-8 can't take."""
-        if len(value) > self.max_length:
-            value = f"{value[:self.max_length]}...[{len(value) - self.max_length} more chars]"
-        return escape(value)
+        return escape(cut(value, self.max_length))
 
     def clean(self, value: Any, depth: int = 0) -> Any:
         """A JSON-safe, bounded, redacted copy of ``value``; never raises."""

@@ -17,7 +17,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from .events import exception_type
-from .fastspan import MARKER_ROOM, ServerSpans, set_attributes
+from .fastspan import ServerSpans, set_attributes
 from .otel_setup import scrub_span
 from .requeststate import RequestState
 
@@ -43,10 +43,11 @@ class SignalSpanSource:
     #: Distinct (scheme, Host, port, protocol) whose span attributes are kept: a few per server.
     MAX_SERVERS = 64
 
-    def __init__(self, tracer_provider: Any, max_value_length: int) -> None:
+    def __init__(self, tracer_provider: Any, longest: int) -> None:
+        """``longest``: the longest text of our attribute values (``Redactor.longest``)."""
         from . import __version__
 
-        self._longest = max_value_length + MARKER_ROOM
+        self._longest = longest
         self._spans = ServerSpans(tracer_provider.get_tracer("flask_sigobs", __version__), self._longest)
         self._servers: dict[tuple[Any, ...], dict[str, Any]] = {}
 

@@ -8,7 +8,8 @@ import orjson
 from opentelemetry.trace import Status, StatusCode
 
 from .events import Event
-from .fastspan import MARKER_ROOM, add_event
+from .fastspan import add_event
+from .redaction import Redactor, cut
 
 _PRIMITIVES = (str, bool, int, float)
 
@@ -38,19 +39,17 @@ def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALW
             out[key] = value
         else:
             text = orjson.dumps(value, default=str).decode()
-            if max_length is not None and len(text) > max_length:
-                text = f"{text[:max_length]}...[{len(text) - max_length} more chars]"
-            out[key] = text
+            out[key] = cut(text, max_length) if max_length is not None else text
     return out
 
 
 class TraceSink:
-    def __init__(self, record_exceptions: bool, max_value_length: int) -> None:
+    def __init__(self, record_exceptions: bool, redactor: Redactor) -> None:
         # opentelemetry-instrumentation-flask records the exception itself when the request's
         # span ends with it; recording it here too would show it twice in Jaeger.
         self._record_exceptions = record_exceptions
-        self._max_length = max_value_length
-        self._longest = max_value_length + MARKER_ROOM
+        self._max_length = redactor.max_length
+        self._longest = redactor.longest
 
     def emit(self, span: Any, event: Event) -> None:
         if not span.is_recording():
