@@ -73,22 +73,23 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
         span.add_event(name, attributes, timestamp=time_ns)
 
 
+#: The samplers a ``ParentBased`` sampler delegates to, and the SDK's defaults for each.
+_DELEGATES = (("_root", sampling.ALWAYS_ON), ("_remote_parent_sampled", sampling.ALWAYS_ON),
+              ("_remote_parent_not_sampled", sampling.ALWAYS_OFF), ("_local_parent_sampled", sampling.ALWAYS_ON),
+              ("_local_parent_not_sampled", sampling.ALWAYS_OFF))
+
+
 def ignores_attributes(sampler: Any) -> bool:
     """Whether ``sampler`` is one of the SDK's own, which decide without the span's attributes."""
     if isinstance(sampler, sampling.ParentBased):
-        return all(ignores_attributes(getattr(sampler, name, None)) for name in (
-            "_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
-            "_local_parent_not_sampled"))
+        return all(ignores_attributes(getattr(sampler, name, None)) for name, _ in _DELEGATES)
     return type(sampler) in (sampling.StaticSampler, sampling.TraceIdRatioBased)
 
 
 def _is_default_sampler(sampler: Any) -> bool:
     """``ParentBased(ALWAYS_ON)`` with its default delegates: the SDK's default sampler."""
     return isinstance(sampler, sampling.ParentBased) and all(
-        getattr(sampler, name, None) is expected for name, expected in (
-            ("_root", sampling.ALWAYS_ON), ("_remote_parent_sampled", sampling.ALWAYS_ON),
-            ("_remote_parent_not_sampled", sampling.ALWAYS_OFF), ("_local_parent_sampled", sampling.ALWAYS_ON),
-            ("_local_parent_not_sampled", sampling.ALWAYS_OFF)))
+        getattr(sampler, name, None) is default for name, default in _DELEGATES)
 
 
 class RequestSpan(_Span):
@@ -131,13 +132,10 @@ class RequestSpan(_Span):
         self._context = context
         self._parent = parent
         self._lock = threading.Lock()
-        if clean:
-            self._attributes = BoundedAttributes(self._max_attributes, None, immutable=False,
-                                                 max_value_len=self._max_attribute_length)
+        self._attributes = BoundedAttributes(self._max_attributes, None if clean else attributes, immutable=False,
+                                             max_value_len=self._max_attribute_length)
+        if clean:  # valid already: not validated again
             self._attributes._dict.update(attributes)
-        else:
-            self._attributes = BoundedAttributes(self._max_attributes, attributes, immutable=False,
-                                                 max_value_len=self._max_attribute_length)
         self._events = BoundedList(self._max_events)
 
     def _add_link(self, link: Any) -> None:
@@ -180,18 +178,18 @@ class ServerSpans:
         if not self.direct:
             return tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
                                      start_time=start_time)
-        if not tracer._is_enabled():
-            return trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context())
         parent_context = trace.get_current_span(parent).get_span_context()
+        if not tracer._is_enabled():
+            return trace.NonRecordingSpan(parent_context)
         ids = tracer.id_generator
         if not parent_context.is_valid:
             parent_context = None
             trace_id = ids.generate_trace_id()
-            if self._default_sampler and ids.is_trace_id_random():  # a root: sampled, no trace state
+            random_trace_id = ids.is_trace_id_random()
+            if self._default_sampler and random_trace_id:  # a root: sampled, no trace state
                 span_context = SpanContext(trace_id, ids.generate_span_id(), False, _SAMPLED)
                 return self._made(name, span_context, None, attributes, start_time, parent,
                                   sampling.Decision.RECORD_AND_SAMPLE)
-            random_trace_id = ids.is_trace_id_random()
         else:
             trace_id = parent_context.trace_id
             random_trace_id = parent_context.trace_flags.random_trace_id
