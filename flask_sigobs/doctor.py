@@ -860,8 +860,7 @@ def _check_excluded_paths(report: Report, app: Any, runtime: Any) -> None:
         report.add("excluded paths", WARNING, "the app has no route yet (routes added later, on the first request?)")
         return
     paths = [_sample_path(rule.rule) for rule in rules]
-    excluded = runtime.settings.excluded_re
-    ours = [path for path in paths if excluded is not None and excluded.match(path)]
+    ours = [path for path in paths if runtime.excluded(path)]
     if len(ours) == len(paths):
         report.add("excluded paths", PROBLEM,
                    f"SIGOBS_EXCLUDED_PATHS ({','.join(runtime.settings.excluded_paths)}) covers every route of the "

@@ -49,6 +49,8 @@ class AppRuntime:
     def __init__(self, app: flask.Flask, settings: config.Settings) -> None:
         self._app = weakref.ref(app)  # the app holds us (hooks); we must not hold it back
         self.settings = settings
+        self._excluded_match = settings.excluded_re.match if settings.excluded_re is not None else None
+        self._request_id_key = settings.request_id_environ_key
         self.redactor = Redactor(settings.redact_keys, settings.max_value_length)
         self.writer = LineWriter(settings.log_file, settings.log_flush_interval)
         logger, self.structlog_owner = structlog_setup.configure(
@@ -98,21 +100,16 @@ class AppRuntime:
             position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
             funcs.insert(position, self.before_request)  # right after the span is started
         self._inner_wsgi = app.wsgi_app
-        excluded = self.settings.excluded_re
-        self._excluded = excluded.match if excluded is not None else None
-        self._request_id_key = self.settings.request_id_environ_key
-        self._service_name = self.settings.service_name
         app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
 
     # -- the request state ----------------------------------------------------------------
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Outermost: creates the request state, and ends the span once everything is said."""
-        if self._excluded is not None and self._excluded(environ.get("PATH_INFO", "")):
+        if self.excluded(environ.get("PATH_INFO", "")):
             environ[STATE_KEY] = EXCLUDED
             return self._inner_wsgi(environ, start_response)
-        state = RequestState(environ, request_id_from(environ.get(self._request_id_key)), self._service_name,
-                             self.writer, self.redactor)
+        state = self._new_state(environ)
         environ[STATE_KEY] = state
         token = current.set(state)
         try:
@@ -129,8 +126,13 @@ class AppRuntime:
             return result
         return _FinishOnClose(result, self, state)  # a stream still holds the request context
 
+    def excluded(self, path: str) -> bool:
+        """A request for ``path`` is on one of ``SIGOBS_EXCLUDED_PATHS``: no events, no span."""
+        match = self._excluded_match
+        return match is not None and match(path) is not None
+
     def _new_state(self, environ: dict[str, Any]) -> RequestState:
-        request_id = request_id_from(environ.get(self.settings.request_id_environ_key))
+        request_id = request_id_from(environ.get(self._request_id_key))
         return RequestState(environ, request_id, self.settings.service_name, self.writer, self.redactor)
 
     def state(self) -> Any:
@@ -140,11 +142,7 @@ class AppRuntime:
             environ = flask.request.environ
             state = environ.get(STATE_KEY)
             if state is None:  # served without our WSGI wrapper (a test request context, ...)
-                excluded = self.settings.excluded_re
-                if excluded is not None and excluded.match(environ.get("PATH_INFO", "")):
-                    state = EXCLUDED
-                else:
-                    state = self._new_state(environ)
+                state = EXCLUDED if self.excluded(environ.get("PATH_INFO", "")) else self._new_state(environ)
                 environ[STATE_KEY] = state
         return state
 
@@ -251,7 +249,7 @@ class AppRuntime:
         self._context_event("appcontext_pushed", {})
 
     def on_request_started(self, sender: Any, **_: Any) -> None:
-        state = current.get() or self.state()  # the context variable first: every request has it
+        state = self.state()
         if state is None or state is EXCLUDED:
             return
         request = flask.request._get_current_object()  # type: ignore[attr-defined]
@@ -263,10 +261,13 @@ class AppRuntime:
                       span_attributes={"request.id": state.request_id})
 
     def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
-        self._context_event("before_render_template", {"template.name": self.redactor.text(str(template.name or "<string>"))})
+        self._context_event("before_render_template", {"template.name": self._template_name(template)})
 
     def on_template_rendered(self, sender: Any, template: Any, **_: Any) -> None:
-        self._context_event("template_rendered", {"template.name": self.redactor.text(str(template.name or "<string>"))})
+        self._context_event("template_rendered", {"template.name": self._template_name(template)})
+
+    def _template_name(self, template: Any) -> str:
+        return self.redactor.text(str(template.name or "<string>"))
 
     def on_message_flashed(self, sender: Any, category: Any = "message", **_: Any) -> None:
         self._context_event("message_flashed", {"flask.flash.category": self.redactor.clean(category)})
@@ -282,7 +283,7 @@ class AppRuntime:
         self._request_event("got_request_exception", attributes, state, exception)
 
     def on_request_finished(self, sender: Any, response: Any, **_: Any) -> None:
-        state = current.get() or self.state()
+        state = self.state()
         if state is None or state is EXCLUDED:
             return
         state.finished = True

@@ -99,14 +99,12 @@ class SignalSpanSource:
         span = state.span
         if span is None or not span.is_recording():
             return
-        if status_code < 500:
-            set_attributes(span, {"http.response.status_code": status_code}, self._longest)
-            return
         attributes: dict[str, Any] = {"http.response.status_code": status_code}
-        if "error.type" not in span.attributes:
+        failed = status_code >= 500
+        if failed and "error.type" not in span.attributes:
             attributes["error.type"] = str(status_code)
         set_attributes(span, attributes, self._longest)
-        if span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
+        if failed and span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
             span.set_status(Status(StatusCode.ERROR))
 
     def detach(self, state: RequestState) -> None:
