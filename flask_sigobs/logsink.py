@@ -15,10 +15,10 @@ import sys
 import threading
 import time
 import weakref
+from logging import ERROR
 from typing import Any, Iterator
 
 import orjson
-from logging import ERROR
 import structlog
 
 from .catalogue import LEVEL_NAMES
@@ -101,10 +101,10 @@ class LineWriter:
             self.flush()
 
     def msg(self, message: str | bytes) -> None:
-        self.write_line(message if isinstance(message, bytes) else message.encode("utf-8", "replace"))
+        self.write_line(_encoded(message))
 
     def urgent(self, message: str | bytes) -> None:
-        self.write_line(message if isinstance(message, bytes) else message.encode("utf-8", "replace"), True)
+        self.write_line(_encoded(message), True)
 
     debug = info = warning = warn = log = msg
     error = critical = exception = fatal = urgent
@@ -174,6 +174,10 @@ class LineWriter:
             self._fd = None
 
 
+def _encoded(message: str | bytes) -> bytes:
+    return message if isinstance(message, bytes) else message.encode("utf-8", "replace")
+
+
 def _chunks(lines: list[bytes], limit: int) -> Iterator[bytes]:
     """Whole lines, newline-terminated, gathered into writes of at most ``limit`` bytes."""
     group: list[bytes] = []
@@ -223,23 +227,17 @@ class LogSink:
         if event.level < self.level:
             return
         level = LEVEL_NAMES[event.level]
-        if self._write is not None:
-            if trace_id is not None:
-                line = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
-                        "service.name": self._service_name, "trace_id": trace_id, "span_id": span_id,
-                        **event.attributes}
-            else:
-                line = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
-                        "service.name": self._service_name, **event.attributes}
-            self._write(dumps(line), event.level >= ERROR)
-            return
-        fields: dict[str, Any] = {"timestamp": iso_utc(event.time_ns), "level": level,
-                                  "service.name": self._service_name}
+        line: dict[str, Any] = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
+                                "service.name": self._service_name}
         if trace_id is not None:
-            fields["trace_id"] = trace_id
-            fields["span_id"] = span_id
-        fields.update(event.attributes)
-        getattr(self._logger, level)(event.name, **fields)
+            line["trace_id"] = trace_id
+            line["span_id"] = span_id
+        line.update(event.attributes)
+        if self._write is not None:
+            self._write(dumps(line), event.level >= ERROR)
+        else:
+            del line["event"]
+            getattr(self._logger, level)(event.name, **line)
 
 
 def own_logger(writer: LineWriter, log_format: str) -> Any:

@@ -57,15 +57,16 @@ class _Router:
     def __init__(self) -> None:
         self.fallback: LineWriter | None = None
 
-    def msg(self, message: str | bytes) -> None:
+    def _writer(self) -> LineWriter:
         state = current_state()
         writer = state.writer if state is not None else None
-        (writer or self.fallback or _stdout()).msg(message)
+        return writer or self.fallback or _stdout()
+
+    def msg(self, message: str | bytes) -> None:
+        self._writer().msg(message)
 
     def urgent(self, message: str | bytes) -> None:
-        state = current_state()
-        writer = state.writer if state is not None else None
-        (writer or self.fallback or _stdout()).urgent(message)
+        self._writer().urgent(message)
 
     debug = info = warning = warn = log = msg
     error = critical = exception = fatal = urgent
