@@ -169,9 +169,8 @@ class ExportQueue(BatchSpanProcessor):
             return
         if wake and not batch._worker_awaken.is_set():
             batch._worker_awaken.set()
-        if self.drops._pending or self.failures._pending:  # counts waiting for their report
-            self.drops.tick()
-            self.failures.tick()
+        self.drops.tick()
+        self.failures.tick()
 
     def shutdown(self) -> None:
         """Export what is queued, waiting at most ``OTEL_BSP_EXPORT_TIMEOUT``; say what was not."""
