@@ -67,11 +67,7 @@ class LineSink:
         match = self.match
         if self.json and match is None and _all_objects(block):
             return block, b"", None, ""  # --json without filters: the lines as they are
-        if self.prefilter is not None:
-            lines = self.prefilter(block)
-        else:
-            lines = block.split(b"\n")
-            lines.pop()
+        lines = _block_lines(block, self.prefilter)
         raws: list[bytes] = []
         if self.json:
             kept: list[bytes] = []
@@ -119,6 +115,15 @@ class LineSink:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+
+
+def _block_lines(block: bytes, prefilter: Callable[[bytes], list[bytes]] | None) -> list[bytes]:
+    """A block's lines worth parsing: what the filters' prefilter keeps, or every line."""
+    if prefilter is not None:
+        return prefilter(block)
+    lines = block.split(b"\n")
+    lines.pop()
+    return lines
 
 
 def _encode(lines: list[str]) -> bytes:
@@ -656,11 +661,7 @@ class StatsSink:
         self.changed = True
 
     def feed(self, block: bytes, now: float) -> None:
-        if self.prefilter is not None:
-            lines = self.prefilter(block)
-        else:
-            lines = block.split(b"\n")
-            lines.pop()
+        lines = _block_lines(block, self.prefilter)
         match = self.match
         add = self.stats.add
         for line in lines:
