@@ -28,7 +28,7 @@ from typing import Any, Iterator
 import pytest
 
 from .e2e.stack import (GUNICORN_CONFIG, ROOT, Process, Stack, StackError, _gunicorn_has_setting, clean_environ, find_jaeger,
-                        http_request, running_stack, wait_for)
+                        http_request, running_stack, stopped_after, wait_for)
 from .test_end_to_end_jaeger import events, events_named, request_ids, server_spans, tags  # noqa: F401 (re-exported)
 
 BIN = Path(sys.executable).parent
@@ -86,18 +86,14 @@ def gunicorn(receiver: Stack, workdir: Path, launcher: str, target: str, *, prel
     if _gunicorn_has_setting("control_socket_disable"):
         args.append("--no-control-socket")
     args.append(target)
-    process = start(app, "gunicorn", args, app_environ(receiver, app, **env), cwd)
-    try:
+    with stopped_after(app, target):
+        process = start(app, "gunicorn", args, app_environ(receiver, app, **env), cwd)
+
         def workers_ready() -> bool:
             return process.output(tail=1000).count("sigobs-e2e: worker") >= workers
 
         wait_for(f"{workers} gunicorn workers of {target}", workers_ready, 30, alive=process.check_alive)
         yield app
-    except BaseException:
-        print(f"Output of {target}:\n{app.outputs()}", file=sys.stderr)
-        raise
-    finally:
-        app.stop()
 
 
 @contextlib.contextmanager
@@ -105,19 +101,15 @@ def single_process(receiver: Stack, workdir: Path, launcher: str, command: list[
     """``LAUNCHER COMMAND`` serving on the app :class:`Stack`'s port (``{port}`` in the command)."""
     app = Stack(receiver.jaeger_binary, workdir, workers=1)
     args = [*LAUNCHERS[launcher], *[part.format(port=app.app_port) for part in command]]
-    process = start(app, command[0].rsplit("/", 1)[-1], args, app_environ(receiver, app, **env), ROOT)
-    try:
+    with stopped_after(app, " ".join(command)):
+        process = start(app, command[0].rsplit("/", 1)[-1], args, app_environ(receiver, app, **env), ROOT)
+
         def answers() -> bool:
             status, _, _ = http_request(app.app_url + "/health", timeout=2)
             return status == 200
 
         wait_for(" ".join(command), answers, 30, alive=process.check_alive)
         yield app
-    except BaseException:
-        print(f"Output of {' '.join(command)}:\n{app.outputs()}", file=sys.stderr)
-        raise
-    finally:
-        app.stop()
 
 
 # -- requests and what became of them --------------------------------------------------------

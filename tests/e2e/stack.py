@@ -393,14 +393,21 @@ def running_stack(jaeger_binary: str, workdir: Path, preload: bool = False,
     """Jaeger, the Collector and (``with_app``) the app, all started and ready; all stopped on
     the way out."""
     stack = Stack(jaeger_binary, workdir, preload=preload, app_env=dict(app_env or {}))
-    try:
+    with stopped_after(stack, "the end-to-end stack"):
         stack.start_jaeger()
         stack.start_collector()
         if with_app:
             stack.start_app()
         yield stack
+
+
+@contextlib.contextmanager
+def stopped_after(stack: Stack, what: str) -> Iterator[Stack]:
+    """``stack``, stopped on the way out; what its processes printed is shown when something failed."""
+    try:
+        yield stack
     except BaseException:
-        print(f"Output of the end-to-end stack:\n{stack.outputs()}", file=sys.stderr)
+        print(f"Output of {what}:\n{stack.outputs()}", file=sys.stderr)
         raise
     finally:
         stack.stop()
