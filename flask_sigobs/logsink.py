@@ -64,8 +64,7 @@ class LineWriter:
         self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644) if path else None
         self._chunk = self._chunk_size()
-        self._lock = threading.Lock()
-        self._write_lock = threading.RLock()
+        self._new_locks()
         self.flush_interval = flush_interval
         self._pending: list[bytes] = []
         self._pending_size = 0
@@ -76,7 +75,7 @@ class LineWriter:
             reference = weakref.ref(self)  # the hooks must not keep a writer (and its thread) alive
             atexit.register(lambda: (w := reference()) and w.flush())
             os.register_at_fork(before=lambda: (w := reference()) and w.flush(),
-                                after_in_child=lambda: (w := reference()) and w._start_flusher())
+                                after_in_child=lambda: (w := reference()) and w._after_fork())
 
     def _chunk_size(self) -> int | None:
         """``PIPE_BUF`` when lines go to a pipe or socket, where only writes that small are atomic."""
@@ -149,9 +148,15 @@ class LineWriter:
 
     _stdout_lock = threading.Lock()
 
-    def _start_flusher(self) -> None:
-        self._lock = threading.Lock()  # a lock held by another thread at fork time is never released
+    def _new_locks(self) -> None:
+        self._lock = threading.Lock()
         self._write_lock = threading.RLock()
+
+    def _after_fork(self) -> None:
+        self._new_locks()  # a lock held by another thread at fork time is never released
+        self._start_flusher()
+
+    def _start_flusher(self) -> None:
         reference = weakref.ref(self)
         interval = self.flush_interval
 

@@ -173,10 +173,10 @@ def scrub_span(span: Any, state: Any) -> None:
             span.set_attribute("network.peer.address", attributes["client.address"])
             span.set_attribute("client.address", client)
     status = getattr(span, "status", None)
-    events = getattr(span, "_events", None)
     failed = status is not None and status.status_code is StatusCode.ERROR
     if not failed:  # the instrumentation records an exception and sets ERROR together
         return
+    events = getattr(span, "_events", None)
     secrets = environ.get(SECRETS_KEY)
     if secrets is None:
         request = environ.get("werkzeug.request")
