@@ -165,15 +165,6 @@ def compile_excluded(patterns: list[str]) -> re.Pattern[str] | None:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 
 
-def otel_excluded_urls(patterns: tuple[str, ...]) -> str:
-    """The same patterns in the form opentelemetry-instrumentation-flask searches full URLs with."""
-    parts = []
-    for pattern in patterns:
-        body = fnmatch.translate(pattern)[4:-3]  # strip fnmatch's "(?s:" and ")\Z"
-        parts.append(f"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/]+{body}(?:\\?|$)")
-    return ",".join(parts)
-
-
 def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every ``SIGOBS_*`` key for ``app``."""
     environ = os.environ if environ is None else environ

@@ -869,7 +869,7 @@ def _check_excluded_paths(report: Report, app: Any, runtime: Any) -> None:
     else:
         report.add("excluded paths", OK, f"{len(paths) - len(ours)} of {len(paths)} routes are observed"
                    + (f" ({len(ours)} excluded by SIGOBS_EXCLUDED_PATHS)" if ours else ""))
-    if runtime.instrumented_by == "app":  # the Flask instrumentation reads its own variables then
+    if runtime.instrumented_by in ("app", "flask-sigobs"):  # the Flask instrumentation reads its own variables
         try:
             from opentelemetry.util.http import get_excluded_urls
 

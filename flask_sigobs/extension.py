@@ -65,8 +65,7 @@ class AppRuntime:
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
             self.instrumented_by = "flask-sigobs signals"
         else:  # an app instrumented already keeps its span, whatever the setting says
-            excluded = config.otel_excluded_urls(settings.excluded_paths) if settings.excluded_paths else None
-            self.instrumented_by = otel_setup.instrument(app, self.tracer_provider, excluded)
+            self.instrumented_by = otel_setup.instrument(app, self.tracer_provider)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
@@ -92,14 +91,26 @@ class AppRuntime:
 
     def _install_hooks(self) -> None:
         app = self.app
+        self._inner_wsgi = app.wsgi_app
+        self._excluded_wsgi = app.wsgi_app  # what serves an excluded path
+        self._start_otel_span: Callable[[], Any] | None = None
         if self.span_source is not None:
             app.teardown_request(self._torn_down)
         else:
             funcs = app.before_request_funcs.setdefault(None, [])
             otel_hook = getattr(app, "_before_request", None)
-            position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
-            funcs.insert(position, self.before_request)  # right after the span is started
-        self._inner_wsgi = app.wsgi_app
+            hook = self.before_request
+            if self.instrumented_by == "flask-sigobs" and otel_hook in funcs:
+                # We instrumented: our one hook starts the instrumentation's span unless the path is
+                # excluded, and an excluded path skips its WSGI wrapper too. Passing our exclusions to
+                # the instrumentation instead costs every request a full URL and three regex searches.
+                self._start_otel_span = otel_hook
+                funcs[funcs.index(otel_hook)] = hook
+                app._before_request = hook  # what FlaskInstrumentor.uninstrument_app removes
+                self._excluded_wsgi = app._original_wsgi_app
+            else:
+                position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
+                funcs.insert(position, hook)  # right after the span is started
         app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
 
     # -- the request state ----------------------------------------------------------------
@@ -108,7 +119,7 @@ class AppRuntime:
         """Outermost: creates the request state, and ends the span once everything is said."""
         if self.excluded(environ.get("PATH_INFO", "")):
             environ[STATE_KEY] = EXCLUDED
-            return self._inner_wsgi(environ, start_response)
+            return self._excluded_wsgi(environ, start_response)
         state = self._new_state(environ)
         environ[STATE_KEY] = state
         token = current.set(state)
@@ -147,10 +158,15 @@ class AppRuntime:
         return state
 
     def before_request(self) -> None:
-        """Runs right after the span source's own ``before_request``: the span now exists."""
+        """Runs right after the span source's own ``before_request`` (or runs it, when we
+        instrumented): the span now exists."""
         try:
             state = self.state()
-            if state is None or state is EXCLUDED:
+            if state is EXCLUDED:
+                return
+            if self._start_otel_span is not None:
+                self._start_otel_span()
+            if state is None:
                 return
             span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
             if span is not None and state.span is None:

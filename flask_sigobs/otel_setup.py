@@ -117,15 +117,17 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     return provider, "flask-sigobs"
 
 
-def instrument(app: Any, provider: Any, excluded_urls: str | None) -> str:
-    """Instrument ``app`` unless it already is; say who did."""
+def instrument(app: Any, provider: Any) -> str:
+    """Instrument ``app`` unless it already is; say who did. ``SIGOBS_EXCLUDED_PATHS`` are not the
+    instrumentation's business: ``AppRuntime`` keeps its span off them (the instrumentation still
+    reads ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``)."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         return "app"
     # One vocabulary: the stable HTTP semantic conventions on the span, like our events.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=excluded_urls)
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
     return "flask-sigobs"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from flask import Flask, abort, flash, render_template_string
 from opentelemetry.trace import StatusCode
 
@@ -177,6 +178,34 @@ def test_excluded_paths_produce_nothing(observe):
     client.get("/items/1")
     assert [line["url.path"] for line in observed.events("flask.request_finished")] == ["/items/1"]
     assert [span.attributes["url.path"] for span in observed.server_spans()] == ["/items/1"]
+
+
+@pytest.mark.parametrize("span_source", ["otel"])
+def test_excluded_paths_skip_the_instrumentation_we_installed(observe, caplog):
+    """On the standard instrumentation's span, an excluded path starts no span and passes around
+    the instrumentation, without its "span missing" warning; uninstrumenting still works."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    app = shop_app()
+
+    @app.route("/healthz")
+    def healthz():
+        return "ok"
+
+    observed = observe(app)
+    assert observed.sigobs.runtime(app).instrumented_by == "flask-sigobs"
+    client = observed.client()
+    with caplog.at_level(logging.WARNING, logger="opentelemetry.instrumentation.flask"):
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/items/1").status_code == 200
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("opentelemetry")] == []
+    assert [span.attributes["url.path"] for span in observed.server_spans()] == ["/items/1"]
+    assert [line["url.path"] for line in observed.events("flask.request_finished")] == ["/items/1"]
+
+    FlaskInstrumentor.uninstrument_app(app)
+    assert client.get("/items/2").status_code == 200
+    assert [span.attributes["url.path"] for span in observed.server_spans()] == ["/items/1"]
+    assert [line["url.path"] for line in observed.events("flask.request_finished")] == ["/items/1", "/items/2"]
 
 
 def test_static_files_are_excluded_by_default(observe, tmp_path):
