@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from time import time_ns
 from typing import Any
 
@@ -68,9 +69,39 @@ def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
 def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
     """``span.add_event(name, attributes, time_ns)``, for attributes valid already."""
     if span._end_time is None and takes_clean(span, len(attributes), longest, events=True):
-        span._events.append(Event(name, attributes, time_ns))  # a BoundedList: the SDK's own limit
+        event = _new(Event)  # the SDK's Event, its three fields set without two constructors' calls
+        event._name = name
+        event._timestamp = time_ns
+        event._attributes = attributes
+        span._events.append(event)  # a BoundedList: the SDK's own limit
     else:
         span.add_event(name, attributes, timestamp=time_ns)
+
+
+_new = object.__new__
+_Lock = threading.Lock
+
+
+def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes: dict[str, Any]) -> BoundedAttributes:
+    """The SDK's ``BoundedAttributes(maxlen, attributes, immutable=False, max_value_len=...)`` for
+    values valid already and no more of them than ``maxlen``: its fields set, nothing cleaned again."""
+    made = _new(BoundedAttributes)
+    made._dict = dict(attributes)
+    made.maxlen = maxlen
+    made.dropped = 0
+    made.max_value_len = max_value_len
+    made._lock = _Lock()
+    made._immutable = False
+    return made
+
+
+def _bounded_list(maxlen: int | None) -> BoundedList:
+    """The SDK's ``BoundedList(maxlen)``, its fields set directly."""
+    made = _new(BoundedList)
+    made.dropped = 0
+    made._dq = deque(maxlen=maxlen)
+    made._lock = _Lock()
+    return made
 
 
 #: The samplers a ``ParentBased`` sampler delegates to, and the SDK's defaults for each.
@@ -131,12 +162,13 @@ class RequestSpan(_Span):
         self._name = name
         self._context = context
         self._parent = parent
-        self._lock = threading.Lock()
-        self._attributes = BoundedAttributes(self._max_attributes, None if clean else attributes, immutable=False,
-                                             max_value_len=self._max_attribute_length)
+        self._lock = _Lock()
         if clean:  # valid already: not validated again
-            self._attributes._dict.update(attributes)
-        self._events = BoundedList(self._max_events)
+            self._attributes = _clean_attributes(self._max_attributes, self._max_attribute_length, attributes)
+        else:
+            self._attributes = BoundedAttributes(self._max_attributes, attributes, immutable=False,
+                                                 max_value_len=self._max_attribute_length)
+        self._events = _bounded_list(self._max_events)
 
     def _add_link(self, link: Any) -> None:
         if self._links is _NO_LINKS:
@@ -154,7 +186,7 @@ class RequestSpan(_Span):
             self._attributes._immutable = True
         if self._record_end_metrics:
             self._record_end_metrics()
-        processor = self._span_processor
+        processor = _only_processor(self._span_processor)
         processor._on_ending(self)
         processor.on_end(self)
 
@@ -214,5 +246,12 @@ class ServerSpans:
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
         span._start_time = start_time if start_time is not None else time_ns()  # what span.start() does,
-        span._span_processor.on_start(span, parent_context=parent)  # less its lock: no one else has it yet
-        return span
+        _only_processor(span._span_processor).on_start(span, parent_context=parent)  # less its lock: no one
+        return span                                                                 # else has the span yet
+
+
+def _only_processor(processors: Any) -> Any:
+    """The provider's span processor when it has only one (its usual export queue), rather than
+    the SDK's loop over all of them; read each time, since an app may add one at any time."""
+    chain = getattr(processors, "_span_processors", None)
+    return chain[0] if chain is not None and len(chain) == 1 else processors

@@ -65,6 +65,16 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
     assert fastspan.RequestSpan._links.dropped == 0 and len(fastspan.RequestSpan._links) == 0, "the shared empty list"
     assert (ours._attributes.maxlen, ours._attributes.max_value_len) == \
         (theirs._attributes.maxlen, theirs._attributes.max_value_len)
+    for mine, sdk in ((ours._attributes, theirs._attributes), (ours._events, theirs._events)):
+        assert type(mine) is type(sdk) and set(vars(mine)) == set(vars(sdk)), "the SDK's containers, every field"
+        assert mine.dropped == sdk.dropped == 0
+    assert ours._attributes._dict == theirs._attributes._dict
+    assert ours._attributes._immutable is theirs._attributes._immutable is False
+    fastspan.add_event(ours, "flask.request_started", {"request.id": "r1"}, 5, 1100)
+    theirs.add_event("flask.request_started", {"request.id": "r1"}, 5)
+    mine, sdk = ours.events[0], theirs.events[0]
+    assert type(mine) is type(sdk) and set(vars(mine)) == set(vars(sdk))
+    assert (mine.name, mine.timestamp, dict(mine.attributes)) == (sdk.name, sdk.timestamp, dict(sdk.attributes))
 
 
 def test_the_short_way_exports_the_same_span_as_the_sdk():
