@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 import sys
 import time
 import urllib.parse
@@ -752,6 +753,9 @@ def _wrong_protocol_grpc(delivery: Callable[..., Delivery], host: str, port: int
                     "port (4317 by default; 4318 is OTLP/HTTP)")
 
 
+SNIFF_BYTES = 512
+
+
 def sniff(host: str, port: int, timeout: float = 2.0) -> str:
     """What speaks on ``host:port``, from the first bytes it answers to a plain HTTP/1.1 request.
 
@@ -768,15 +772,25 @@ def sniff(host: str, port: int, timeout: float = 2.0) -> str:
         sock.settimeout(timeout)
         try:
             sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
-            data = sock.recv(64)
+            data = sock.recv(SNIFF_BYTES)
         except socket.timeout:
             return "silent"
         except OSError:
-            return "closed"
+            return "tls" if _speaks_tls(host, port, timeout) else "closed"
+        # Go's TLS servers (the Collector's) answer plain HTTP with a 400 whose body, past its
+        # headers, says "HTTPS": read on until it is there, the server closes, or it goes quiet.
+        while data.startswith(b"HTTP/1.") and len(data) < SNIFF_BYTES:
+            try:
+                more = sock.recv(SNIFF_BYTES - len(data))
+            except OSError:
+                break
+            if not more:
+                break
+            data += more
     finally:
         sock.close()
-    if not data:
-        return "closed"
+    if not data:  # a gRPC server that speaks TLS only closes on plain text without a word
+        return "tls" if _speaks_tls(host, port, timeout) else "closed"
     if data.startswith(b"HTTP/1."):
         return "tls" if b"HTTPS" in data else "http1"
     if len(data) >= 9 and data[3] == 0x04 and data[4] in (0x00, 0x01):  # frame type SETTINGS
@@ -784,6 +798,20 @@ def sniff(host: str, port: int, timeout: float = 2.0) -> str:
     if data[0] == 0x15 and data[1] == 0x03:  # a TLS alert record
         return "tls"
     return "other"
+
+
+def _speaks_tls(host: str, port: int, timeout: float) -> bool:
+    """Whether ``host:port`` completes a TLS handshake. Only a probe: nothing is sent over it, so
+    its certificate is not checked here (the exporter's own attempt says whether it is trusted)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            with context.wrap_socket(sock, server_hostname=host):
+                return True
+    except (OSError, ValueError):
+        return False
 
 
 # -- the known ways to see nothing ------------------------------------------------------------

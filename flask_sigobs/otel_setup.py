@@ -93,8 +93,35 @@ def otlp_exporter(environ: Any = None) -> SpanExporter | None:
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        return HttpExporter(timeout=export_timeout(environ))
+        session = _ca_file_first_session() if _ca_file(environ) else None
+        return HttpExporter(timeout=export_timeout(environ), session=session)
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be 'http/protobuf' or 'grpc', not {protocol!r}")
+
+
+def _ca_file(environ: Any) -> str | None:
+    """The CA certificate file the standard variables give the OTLP exporter, if any."""
+    return environ.get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE") or environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
+
+
+def _ca_file_first_session() -> Any:
+    """A requests session for the OTLP/HTTP exporter in which its CA file wins.
+
+    The exporter gives its CA file (``OTEL_EXPORTER_OTLP_CERTIFICATE``) to its session as
+    ``verify``, but requests lets ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, set on many
+    machines, replace a session's ``verify`` (psf/requests#3829): the collector's certificate is
+    then checked against the wrong CAs and every export fails. Proxies and the rest still come
+    from the environment as usual.
+    """
+    import requests
+
+    class CAFileFirstSession(requests.Session):
+        def merge_environment_settings(self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> Any:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if isinstance(self.verify, str) and verify in (None, True):  # no per-request choice made
+                settings["verify"] = self.verify
+            return settings
+
+    return CAFileFirstSession()
 
 
 def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[Any, str]:

@@ -4,7 +4,9 @@ Each case runs the command as a user would (``python -m flask_sigobs doctor APP`
 APP sigobs doctor``) in a fresh process whose only configuration is its environment. The working
 endpoints are the Collector of the end-to-end test, in front of Jaeger (the test span is then
 looked up in Jaeger); the others are a refused port, a black hole (a socket that accepts and
-never answers), the other protocol's port, a wrong path and TLS spoken to a plain-text port.
+never answers), the other protocol's port, a wrong path, TLS spoken to a plain-text port and,
+with a second Collector that speaks TLS only (its certificate from a CA made for the test by
+trustme), plain text spoken to it and a certificate the exporter does not trust.
 """
 
 from __future__ import annotations
@@ -12,15 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import ssl
 import subprocess
 import sys
 import urllib.parse
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import trustme
 
 from . import attach_support as support
+from .e2e.stack import START_TIMEOUT, Stack, clean_environ, find_jaeger, stopped_after
 from .servers import BlackHole, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
@@ -152,6 +158,92 @@ def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
     assert any(p.startswith("test span to ") and expected in p for p in report["problems"]), report["problems"]
     if outcome == "timed_out":
         assert 0.9 <= delivery["seconds"] < 10
+
+
+TLS_COLLECTOR_CONFIG = Path(__file__).resolve().parent / "e2e" / "collector-tls.yaml"
+
+
+@pytest.fixture(scope="module")
+def tls_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
+    """A real Collector (Jaeger's binary) whose OTLP receivers speak TLS only, with a certificate
+    for 127.0.0.1 from a CA of the test's own; the CA's certificate file beside it."""
+    jaeger, why_not = find_jaeger()
+    if jaeger is None:
+        pytest.skip(why_not)
+    workdir = tmp_path_factory.mktemp("tls-collector")
+    ca = trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    ca_file, cert_file, key_file = workdir / "ca.pem", workdir / "cert.pem", workdir / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server.cert_chain_pems[0].write_to_path(str(cert_file))
+    server.private_key_pem.write_to_path(str(key_file))
+    stack = Stack(jaeger, workdir)
+    env = clean_environ(SIGOBS_COLLECTOR_GRPC=f"127.0.0.1:{stack.collector_grpc}",
+                        SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{stack.collector_http}",
+                        SIGOBS_TLS_CERT=str(cert_file), SIGOBS_TLS_KEY=str(key_file))
+    with stopped_after(stack, "the TLS Collector"):
+        stack.validate(TLS_COLLECTOR_CONFIG, env)
+        process = stack._start("collector-tls", [jaeger, f"--config={TLS_COLLECTOR_CONFIG}"], env)
+        trusting = ssl.create_default_context(cafile=str(ca_file))
+
+        def accepts_otlp_over_tls() -> bool:
+            request = urllib.request.Request(f"https://127.0.0.1:{stack.collector_http}/v1/traces", data=b"{}",
+                                             headers={"Content-Type": "application/json"}, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=2, context=trusting) as response:
+                    return response.status == 200
+            except OSError:
+                return False
+
+        support.wait_for("the TLS Collector's OTLP/HTTP receiver", accepts_otlp_over_tls, START_TIMEOUT,
+                         alive=process.check_alive)
+        yield stack, ca_file
+
+
+TLS_CASES = {
+    # name: (environment, with {http}/{grpc} for the TLS Collector's ports, outcome, words)
+    "plain-http-to-a-tls-port": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:{http}"},
+                                 "tls", "TLS expected: 127.0.0.1:{http} speaks TLS, the exporter sent plain HTTP "
+                                        "(http://)"),
+    "plain-grpc-to-a-tls-port": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:{grpc}",
+                                  "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                                 "tls", "TLS expected: 127.0.0.1:{grpc} speaks TLS, the exporter connects in "
+                                        "plain text"),
+    "https-to-an-untrusted-certificate": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:{http}"},
+                                          "tls", "TLS: the certificate of 127.0.0.1:{http} is not trusted"),
+    "grpc-tls-to-an-untrusted-certificate": ({"OTEL_EXPORTER_OTLP_ENDPOINT": "https://127.0.0.1:{grpc}",
+                                              "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+                                             "tls", "TLS: the certificate of 127.0.0.1:{grpc} is not trusted"),
+}
+
+
+@pytest.mark.parametrize("case", list(TLS_CASES))
+def test_a_collector_that_speaks_tls_and_an_exporter_that_disagrees(tls_collector, case: str):
+    stack, _ = tls_collector
+    env, outcome, words = TLS_CASES[case]
+    ports = {"http": stack.collector_http, "grpc": stack.collector_grpc}
+    code, report = doctor_json(APP, "--timeout", "5", **{k: v.format(**ports) for k, v in env.items()})
+    assert code == 1
+    (delivery,) = report["test_spans"]
+    expected = words.format(**ports)
+    assert (delivery["outcome"], delivery["words"][:len(expected)]) == (outcome, expected), delivery
+    assert delivery["fix"]
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_collector_that_speaks_tls_with_its_ca_given_accepts_the_test_span(tls_collector, protocol: str):
+    """Even where ``REQUESTS_CA_BUNDLE`` is set (as on many machines), which requests lets replace
+    the CA file the OTLP/HTTP exporter gives its session."""
+    import certifi
+
+    stack, ca_file = tls_collector
+    port = stack.collector_http if protocol == "http/protobuf" else stack.collector_grpc
+    code, output = doctor(APP, "--timeout", "5", OTEL_EXPORTER_OTLP_ENDPOINT=f"https://127.0.0.1:{port}",
+                          OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca_file),
+                          REQUESTS_CA_BUNDLE=certifi.where())
+    assert code == 0, output
+    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
+    assert line(output, "Test span:").startswith(f"Test span:       {expected} in "), output
 
 
 @pytest.mark.parametrize("case,env,words", [
