@@ -544,14 +544,29 @@ def _send_http(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
     headers = dict(getattr(client, "_headers", {}) or {})
     result = transport.request("POST", getattr(client, "_endpoint", endpoint), headers=headers, data=data,
                                timeout=seconds)
-    return _classify_http(result, endpoint, seconds, info.protocol)
+    return _classify_http(result, endpoint, seconds, info.protocol, _ca_file_replaced(transport))
 
 
-def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str) -> Delivery:
+def _ca_file_replaced(transport: Any) -> str | None:
+    """The variable (``REQUESTS_CA_BUNDLE``, ``CURL_CA_BUNDLE``) with which requests replaces the
+    CA file the exporter gave its session (psf/requests#3829), if it does."""
+    session = getattr(transport, "_session", None)
+    if not isinstance(getattr(session, "verify", None), str) or not getattr(session, "trust_env", False):
+        return None
+    import requests
+
+    if type(session).merge_environment_settings is not requests.Session.merge_environment_settings:
+        return None  # a session that chooses for itself (flask-sigobs's keeps the CA file first)
+    return next((name for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE") if os.environ.get(name)), None)
+
+
+def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
+                   ca_file_replaced: str | None = None) -> Delivery:
     host, port, scheme = _host_port(endpoint, 4318)
     status = result.status_code
     if status is None:
-        return _classify_http_error(result.error, endpoint, host, port, scheme, seconds, protocol)
+        return _classify_http_error(result.error, endpoint, host, port, scheme, seconds, protocol,
+                                    ca_file_replaced)
     body = b""
     try:
         body = result.content() or b""
@@ -620,7 +635,7 @@ def _chain(error: BaseException | None) -> str:
 
 
 def _classify_http_error(error: Any, endpoint: str, host: str, port: int, scheme: str, seconds: float,
-                         protocol: str) -> Delivery:
+                         protocol: str, ca_file_replaced: str | None = None) -> Delivery:
     text = _chain(error)
     lower = text.lower()
     if "connection refused" in lower or "errno 111" in lower:
@@ -633,6 +648,12 @@ def _classify_http_error(error: Any, endpoint: str, host: str, port: int, scheme
     if "ssl" in lower or "certificate" in lower or "tls" in lower:
         sniffed = sniff(host, port, min(seconds, 2.0))
         plain = "wrong_version_number" in lower or sniffed in ("http1", "http2")
+        if not plain and "certificate" in lower and "verify" in lower and ca_file_replaced:
+            return Delivery("tls", f"TLS: the certificate of {host}:{port} is not trusted: {ca_file_replaced} "
+                                   "replaces the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) in requests, "
+                                   "its HTTP client (psf/requests#3829)", endpoint, protocol, 0.0,
+                            fix=f"unset {ca_file_replaced} for the app (or add the collector's CA to it), or let "
+                                "flask-sigobs set up the exporter: its exporter keeps the CA file first")
         if not plain and "certificate" in lower and "verify" in lower:
             return Delivery("tls", f"TLS: the certificate of {host}:{port} is not trusted ({_short(text)})",
                             endpoint, protocol, 0.0, fix="set OTEL_EXPORTER_OTLP_CERTIFICATE to the CA's certificate")

@@ -246,6 +246,24 @@ def test_a_collector_that_speaks_tls_with_its_ca_given_accepts_the_test_span(tls
     assert line(output, "Test span:").startswith(f"Test span:       {expected} in "), output
 
 
+def test_a_ca_file_that_requests_replaces_is_said_for_an_exporter_the_app_built(tls_collector):
+    """The app's own OTLP/HTTP exporter, given the CA file, on a machine with REQUESTS_CA_BUNDLE set:
+    requests checks the certificate against that bundle instead, and the doctor says why."""
+    import certifi
+
+    stack, ca_file = tls_collector
+    code, report = doctor_json("tests.attach_apps:otel_at_import", "--timeout", "5",
+                               OTEL_EXPORTER_OTLP_ENDPOINT=f"https://127.0.0.1:{stack.collector_http}",
+                               OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca_file), REQUESTS_CA_BUNDLE=certifi.where())
+    assert code == 1
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == "tls"
+    assert delivery["words"] == (f"TLS: the certificate of 127.0.0.1:{stack.collector_http} is not trusted: "
+                                 "REQUESTS_CA_BUNDLE replaces the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) "
+                                 "in requests, its HTTP client (psf/requests#3829)"), delivery
+    assert delivery["fix"].startswith("unset REQUESTS_CA_BUNDLE for the app")
+
+
 @pytest.mark.parametrize("case,env,words", [
     ("no-endpoint", {}, "no endpoint configured: neither OTEL_EXPORTER_OTLP_ENDPOINT nor "
                         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set"),
