@@ -28,6 +28,8 @@ from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+_new = object.__new__
+_Lock = threading.Lock
 logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
@@ -76,10 +78,6 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
         span._events.append(event)  # a BoundedList: the SDK's own limit
     else:
         span.add_event(name, attributes, timestamp=time_ns)
-
-
-_new = object.__new__
-_Lock = threading.Lock
 
 
 def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes: dict[str, Any]) -> BoundedAttributes:
@@ -245,9 +243,10 @@ class ServerSpans:
         span = self._span_class(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
-        span._start_time = start_time if start_time is not None else time_ns()  # what span.start() does,
-        _only_processor(span._span_processor).on_start(span, parent_context=parent)  # less its lock: no one
-        return span                                                                 # else has the span yet
+        # What span.start() does, less its lock: no one else has the span yet.
+        span._start_time = start_time if start_time is not None else time_ns()
+        _only_processor(span._span_processor).on_start(span, parent_context=parent)
+        return span
 
 
 def _only_processor(processors: Any) -> Any:
