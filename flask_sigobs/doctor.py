@@ -591,9 +591,9 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
         return Delivery("tls", f"HTTP 400: TLS expected: {host}:{port} speaks HTTPS, the exporter sent plain HTTP",
                         endpoint, protocol, 0.0, http_status=status, fix=f"use https://{host}:{port}")
     if status in (401, 403):
+        words, fix = _credentials_words()
         return Delivery("http_error", f"HTTP {status} ({'unauthenticated' if status == 401 else 'forbidden'}): "
-                                      "the endpoint wants credentials", endpoint, protocol, 0.0, http_status=status,
-                        fix="set OTEL_EXPORTER_OTLP_HEADERS (for example authorization=Bearer ...)")
+                                      f"{words}", endpoint, protocol, 0.0, http_status=status, fix=fix)
     if status in (405, 415):
         return Delivery("wrong_path", f"HTTP {status}: {host}:{port}{path} is not an OTLP/HTTP traces endpoint",
                         endpoint, protocol, 0.0, http_status=status,
@@ -605,6 +605,18 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
     if status == 429 or status >= 500:
         words += " (the collector is busy or failing)"
     return Delivery("http_error", words, endpoint, protocol, 0.0, http_status=status)
+
+
+def _credentials_words() -> tuple[str, str]:
+    """What an endpoint that says "unauthenticated" or "forbidden" means, and its fix, whether the
+    exporter sent headers (``OTEL_EXPORTER_OTLP_HEADERS``) or not."""
+    variable = next((name for name in ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_HEADERS")
+                     if os.environ.get(name)), None)
+    if variable is None:
+        return ("the endpoint wants credentials",
+                "set OTEL_EXPORTER_OTLP_HEADERS (for example authorization=Bearer ...)")
+    return (f"the endpoint refused the credentials of {variable}",
+            f"check the values in {variable} (URL-encoded: a space is %20, as in authorization=Basic%20...)")
 
 
 def _partial_success(body: bytes) -> tuple[int, str]:
@@ -762,8 +774,8 @@ def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str,
         return delivery("wrong_path", f"gRPC UNIMPLEMENTED: {host}:{port} speaks gRPC but has no OTLP trace "
                                       "service", "point OTEL_EXPORTER_OTLP_ENDPOINT at a collector's OTLP/gRPC port")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return delivery("http_error", f"gRPC {name}: the endpoint wants credentials ({_short(details)})",
-                        "set OTEL_EXPORTER_OTLP_HEADERS (for example authorization=Bearer ...)")
+        words, fix = _credentials_words()
+        return delivery("http_error", f"gRPC {name}: {words} ({_short(details)})", fix)
     return delivery("error", f"gRPC {name}: {_short(details)}")
 
 

@@ -11,6 +11,7 @@ trustme), plain text spoken to it and a certificate the exporter does not trust.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import re
@@ -20,7 +21,7 @@ import sys
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 import trustme
@@ -160,16 +161,41 @@ def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
         assert 0.9 <= delivery["seconds"] < 10
 
 
-TLS_COLLECTOR_CONFIG = Path(__file__).resolve().parent / "e2e" / "collector-tls.yaml"
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+@contextlib.contextmanager
+def collector(workdir: Path, config: Path, ready: Callable[[Stack], bool], **env: str) -> Iterator[Stack]:
+    """A real Collector (Jaeger's binary) with a test's own ``config``, on free loopback ports,
+    ready once ``ready(stack)`` says so; stopped on the way out."""
+    jaeger, why_not = find_jaeger()
+    if jaeger is None:
+        pytest.skip(why_not)
+    stack = Stack(jaeger, workdir)
+    environ = clean_environ(SIGOBS_COLLECTOR_GRPC=f"127.0.0.1:{stack.collector_grpc}",
+                            SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{stack.collector_http}", **env)
+    with stopped_after(stack, config.name):
+        stack.validate(config, environ)
+        process = stack._start(config.stem, [jaeger, f"--config={config}"], environ)
+        support.wait_for(f"the OTLP/HTTP receiver of {config.name}", lambda: ready(stack), START_TIMEOUT,
+                         alive=process.check_alive)
+        yield stack
+
+
+def accepts_an_empty_export(url: str, headers: dict[str, str] | None = None, context: Any = None) -> bool:
+    request = urllib.request.Request(url, data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=2, context=context) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module")
 def tls_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
-    """A real Collector (Jaeger's binary) whose OTLP receivers speak TLS only, with a certificate
-    for 127.0.0.1 from a CA of the test's own; the CA's certificate file beside it."""
-    jaeger, why_not = find_jaeger()
-    if jaeger is None:
-        pytest.skip(why_not)
+    """A Collector whose OTLP receivers speak TLS only, with a certificate for 127.0.0.1 from a CA
+    of the test's own; the CA's certificate file beside it."""
     workdir = tmp_path_factory.mktemp("tls-collector")
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1")
@@ -177,26 +203,11 @@ def tls_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[St
     ca.cert_pem.write_to_path(str(ca_file))
     server.cert_chain_pems[0].write_to_path(str(cert_file))
     server.private_key_pem.write_to_path(str(key_file))
-    stack = Stack(jaeger, workdir)
-    env = clean_environ(SIGOBS_COLLECTOR_GRPC=f"127.0.0.1:{stack.collector_grpc}",
-                        SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{stack.collector_http}",
-                        SIGOBS_TLS_CERT=str(cert_file), SIGOBS_TLS_KEY=str(key_file))
-    with stopped_after(stack, "the TLS Collector"):
-        stack.validate(TLS_COLLECTOR_CONFIG, env)
-        process = stack._start("collector-tls", [jaeger, f"--config={TLS_COLLECTOR_CONFIG}"], env)
-        trusting = ssl.create_default_context(cafile=str(ca_file))
-
-        def accepts_otlp_over_tls() -> bool:
-            request = urllib.request.Request(f"https://127.0.0.1:{stack.collector_http}/v1/traces", data=b"{}",
-                                             headers={"Content-Type": "application/json"}, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=2, context=trusting) as response:
-                    return response.status == 200
-            except OSError:
-                return False
-
-        support.wait_for("the TLS Collector's OTLP/HTTP receiver", accepts_otlp_over_tls, START_TIMEOUT,
-                         alive=process.check_alive)
+    trusting = ssl.create_default_context(cafile=str(ca_file))
+    with collector(workdir, E2E / "collector-tls.yaml",
+                   lambda stack: accepts_an_empty_export(f"https://127.0.0.1:{stack.collector_http}/v1/traces",
+                                                         context=trusting),
+                   SIGOBS_TLS_CERT=str(cert_file), SIGOBS_TLS_KEY=str(key_file)) as stack:
         yield stack, ca_file
 
 
@@ -262,6 +273,58 @@ def test_a_ca_file_that_requests_replaces_is_said_for_an_exporter_the_app_built(
                                  "REQUESTS_CA_BUNDLE replaces the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) "
                                  "in requests, its HTTP client (psf/requests#3829)"), delivery
     assert delivery["fix"].startswith("unset REQUESTS_CA_BUNDLE for the app")
+
+
+BASIC_USER, BASIC_PASSWORD = "sigobs", "s3cret-" + "doctor"
+
+
+@pytest.fixture(scope="module")
+def auth_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A Collector whose OTLP receivers want HTTP basic credentials."""
+    token = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+    with collector(tmp_path_factory.mktemp("auth-collector"), E2E / "collector-auth.yaml",
+                   lambda stack: accepts_an_empty_export(f"http://127.0.0.1:{stack.collector_http}/v1/traces",
+                                                         {"Authorization": f"Basic {token}"}),
+                   SIGOBS_COLLECTOR_USER=BASIC_USER, SIGOBS_COLLECTOR_PASSWORD=BASIC_PASSWORD) as stack:
+        yield stack
+
+
+def auth_endpoint(stack: Stack, protocol: str) -> dict[str, str]:
+    port = stack.collector_http if protocol == "http/protobuf" else stack.collector_grpc
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+@pytest.mark.parametrize("headers,words,fix", [
+    (None, "the endpoint wants credentials", "set OTEL_EXPORTER_OTLP_HEADERS"),
+    ("authorization=Basic%20" + base64.b64encode(b"sigobs:wrong").decode(),
+     "the endpoint refused the credentials of OTEL_EXPORTER_OTLP_HEADERS",
+     "check the values in OTEL_EXPORTER_OTLP_HEADERS"),
+], ids=["none", "wrong"])
+def test_a_collector_that_wants_credentials_and_does_not_get_them(auth_collector, protocol: str,
+                                                                    headers: str | None, words: str, fix: str):
+    env = auth_endpoint(auth_collector, protocol)
+    if headers is not None:
+        env["OTEL_EXPORTER_OTLP_HEADERS"] = headers
+    code, report = doctor_json(APP, "--timeout", "5", **env)
+    assert code == 1
+    (delivery,) = report["test_spans"]
+    expected = ("HTTP 401 (unauthenticated): " if protocol == "http/protobuf" else "gRPC UNAUTHENTICATED: ") + words
+    assert (delivery["outcome"], delivery["words"][:len(expected)]) == ("http_error", expected), delivery
+    assert delivery["fix"].startswith(fix)
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_a_collector_that_wants_credentials_accepts_them_from_the_headers_variable(auth_collector, protocol: str):
+    """``OTEL_EXPORTER_OTLP_HEADERS`` (URL-encoded, as the specification has it) reaches the
+    collector, and its value is not shown."""
+    token = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
+    code, output = doctor(APP, "--timeout", "5", **auth_endpoint(auth_collector, protocol),
+                          OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Basic%20{token}")
+    assert code == 0, output
+    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
+    assert line(output, "Test span:").startswith(f"Test span:       {expected} in "), output
+    assert token not in output and "OTEL_EXPORTER_OTLP_HEADERS=authorization=[REDACTED]" in output
 
 
 @pytest.mark.parametrize("case,env,words", [
