@@ -580,7 +580,7 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
                             fix="see the collector's log for why it rejects spans")
         return Delivery("accepted", f"accepted (HTTP {status})", endpoint, protocol, 0.0, http_status=status)
     path = urllib.parse.urlsplit(endpoint).path or "/"
-    text = body[:300].decode("utf-8", "replace")
+    text = _said(body, result)
     if status == 404:
         fix = ("OTLP/HTTP takes traces at /v1/traces: set OTEL_EXPORTER_OTLP_ENDPOINT to the base URL "
                "(http://host:4318, the exporter adds /v1/traces) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to the "
@@ -593,7 +593,8 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
     if status in (401, 403):
         words, fix = _credentials_words()
         return Delivery("http_error", f"HTTP {status} ({'unauthenticated' if status == 401 else 'forbidden'}): "
-                                      f"{words}", endpoint, protocol, 0.0, http_status=status, fix=fix)
+                                      f"{words}" + (f" ({text.strip()[:200]})" if text.strip() else ""),
+                        endpoint, protocol, 0.0, http_status=status, fix=fix)
     if status in (405, 415):
         return Delivery("wrong_path", f"HTTP {status}: {host}:{port}{path} is not an OTLP/HTTP traces endpoint",
                         endpoint, protocol, 0.0, http_status=status,
@@ -605,6 +606,23 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
     if status == 429 or status >= 500:
         words += " (the collector is busy or failing)"
     return Delivery("http_error", words, endpoint, protocol, 0.0, http_status=status)
+
+
+def _said(body: bytes, result: Any) -> str:
+    """What an error response says, as text: a Collector answers OTLP/HTTP in the request's
+    encoding, so a protobuf request gets a protobuf ``google.rpc.Status`` (its message is the text)."""
+    response = getattr(result, "response", None)
+    kind = str(getattr(response, "headers", {}).get("Content-Type", "")) if response is not None else ""
+    if "protobuf" in kind:
+        try:
+            from google.rpc.status_pb2 import Status
+
+            status = Status()
+            status.ParseFromString(body)
+            return status.message[:300]
+        except Exception:
+            return ""
+    return body[:300].decode("utf-8", "replace")
 
 
 def _credentials_words() -> tuple[str, str]:

@@ -311,6 +311,8 @@ def test_a_collector_that_wants_credentials_and_does_not_get_them(auth_collector
     (delivery,) = report["test_spans"]
     expected = ("HTTP 401 (unauthenticated): " if protocol == "http/protobuf" else "gRPC UNAUTHENTICATED: ") + words
     assert (delivery["outcome"], delivery["words"][:len(expected)]) == ("http_error", expected), delivery
+    reason = "(no basic auth provided)" if headers is None else "(invalid credentials)"  # the Collector's own words
+    assert delivery["words"].endswith(reason), delivery["words"]
     assert delivery["fix"].startswith(fix)
 
 
