@@ -521,6 +521,11 @@ def send_test_span_to(info: ExporterInfo, provider: Any, timeout: float | None =
     return delivery
 
 
+def _address(host: str, port: int) -> str:
+    """``host:port`` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 def _host_port(endpoint: str, default_port: int) -> tuple[str, int, str]:
     parts = urllib.parse.urlsplit(endpoint if "://" in endpoint else "http://" + endpoint)
     return parts.hostname or "localhost", parts.port or (443 if parts.scheme == "https" else default_port), parts.scheme
@@ -563,6 +568,7 @@ def _ca_file_replaced(transport: Any) -> str | None:
 def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
                    ca_file_replaced: str | None = None) -> Delivery:
     host, port, scheme = _host_port(endpoint, 4318)
+    where = _address(host, port)
     status = result.status_code
     if status is None:
         return _classify_http_error(result.error, endpoint, host, port, scheme, seconds, protocol,
@@ -585,18 +591,18 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
         fix = ("OTLP/HTTP takes traces at /v1/traces: set OTEL_EXPORTER_OTLP_ENDPOINT to the base URL "
                "(http://host:4318, the exporter adds /v1/traces) or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT to the "
                "full URL ending in /v1/traces")
-        return Delivery("wrong_path", f"HTTP 404 (wrong path): nothing at {path} on {host}:{port}",
+        return Delivery("wrong_path", f"HTTP 404 (wrong path): nothing at {path} on {where}",
                         endpoint, protocol, 0.0, http_status=status, fix=fix)
     if status == 400 and "HTTPS server" in text:
-        return Delivery("tls", f"HTTP 400: TLS expected: {host}:{port} speaks HTTPS, the exporter sent plain HTTP",
-                        endpoint, protocol, 0.0, http_status=status, fix=f"use https://{host}:{port}")
+        return Delivery("tls", f"HTTP 400: TLS expected: {where} speaks HTTPS, the exporter sent plain HTTP",
+                        endpoint, protocol, 0.0, http_status=status, fix=f"use https://{where}")
     if status in (401, 403):
         words, fix = _credentials_words()
         return Delivery("http_error", f"HTTP {status} ({'unauthenticated' if status == 401 else 'forbidden'}): "
                                       f"{words}" + (f" ({text.strip()[:200]})" if text.strip() else ""),
                         endpoint, protocol, 0.0, http_status=status, fix=fix)
     if status in (405, 415):
-        return Delivery("wrong_path", f"HTTP {status}: {host}:{port}{path} is not an OTLP/HTTP traces endpoint",
+        return Delivery("wrong_path", f"HTTP {status}: {where}{path} is not an OTLP/HTTP traces endpoint",
                         endpoint, protocol, 0.0, http_status=status,
                         fix="point OTEL_EXPORTER_OTLP_ENDPOINT at an OpenTelemetry Collector's OTLP/HTTP port (4318)")
     if 300 <= status < 400:
@@ -666,10 +672,11 @@ def _chain(error: BaseException | None) -> str:
 
 def _classify_http_error(error: Any, endpoint: str, host: str, port: int, scheme: str, seconds: float,
                          protocol: str, ca_file_replaced: str | None = None) -> Delivery:
+    where = _address(host, port)
     text = _chain(error)
     lower = text.lower()
     if "connection refused" in lower or "errno 111" in lower:
-        return Delivery("refused", f"connection refused: nothing listens on {host}:{port}", endpoint, protocol, 0.0,
+        return Delivery("refused", f"connection refused: nothing listens on {where}", endpoint, protocol, 0.0,
                         fix="start the collector, or fix the host and port of OTEL_EXPORTER_OTLP_ENDPOINT")
     if "name or service not known" in lower or "nodename nor servname" in lower or "failed to resolve" in lower \
             or "name resolution" in lower:
@@ -679,40 +686,41 @@ def _classify_http_error(error: Any, endpoint: str, host: str, port: int, scheme
         sniffed = sniff(host, port, min(seconds, 2.0))
         plain = "wrong_version_number" in lower or sniffed in ("http1", "http2")
         if not plain and "certificate" in lower and "verify" in lower and ca_file_replaced:
-            return Delivery("tls", f"TLS: the certificate of {host}:{port} is not trusted: {ca_file_replaced} "
+            return Delivery("tls", f"TLS: the certificate of {where} is not trusted: {ca_file_replaced} "
                                    "replaces the exporter's CA file (OTEL_EXPORTER_OTLP_CERTIFICATE) in requests, "
                                    "its HTTP client (psf/requests#3829)", endpoint, protocol, 0.0,
                             fix=f"unset {ca_file_replaced} for the app (or add the collector's CA to it), or let "
                                 "flask-sigobs set up the exporter: its exporter keeps the CA file first")
         if not plain and "certificate" in lower and "verify" in lower:
-            return Delivery("tls", f"TLS: the certificate of {host}:{port} is not trusted ({_short(text)})",
+            return Delivery("tls", f"TLS: the certificate of {where} is not trusted ({_short(text)})",
                             endpoint, protocol, 0.0, fix="set OTEL_EXPORTER_OTLP_CERTIFICATE to the CA's certificate")
         if plain:
-            return Delivery("tls", f"TLS not expected: the exporter speaks TLS (https://) but {host}:{port} "
+            return Delivery("tls", f"TLS not expected: the exporter speaks TLS (https://) but {where} "
                                    f"answers in plain text", endpoint, protocol, 0.0,
-                            fix=f"use http://{host}:{port} (or give the collector a TLS certificate)")
-        return Delivery("tls", f"TLS handshake failed with {host}:{port}: {_short(text)}", endpoint, protocol, 0.0)
+                            fix=f"use http://{where} (or give the collector a TLS certificate)")
+        return Delivery("tls", f"TLS handshake failed with {where}: {_short(text)}", endpoint, protocol, 0.0)
     if "timed out" in lower or "timeout" in lower:
         sniffed = sniff(host, port, min(seconds, 2.0))
         if sniffed == "http2":
             return _wrong_protocol_http(endpoint, host, port, protocol)
-        return Delivery("timed_out", f"timed out after {seconds:g} s: {host}:{port} accepted the connection but "
+        return Delivery("timed_out", f"timed out after {seconds:g} s: {where} accepted the connection but "
                                      f"never answered (a black hole: a firewall, a hung or non-OTLP server)"
                         if "read" in lower or sniffed == "silent" else
-                        f"timed out after {seconds:g} s connecting to {host}:{port}", endpoint, protocol, 0.0,
+                        f"timed out after {seconds:g} s connecting to {where}", endpoint, protocol, 0.0,
                         fix="check that the port is the collector's OTLP/HTTP port (4318) and that it is healthy")
     sniffed = sniff(host, port, min(seconds, 2.0))
     if sniffed == "http2":
         return _wrong_protocol_http(endpoint, host, port, protocol)
     if sniffed == "tls" and scheme == "http":
-        return Delivery("tls", f"TLS expected: {host}:{port} speaks TLS, the exporter sent plain HTTP (http://)",
-                        endpoint, protocol, 0.0, fix=f"use https://{host}:{port}")
+        return Delivery("tls", f"TLS expected: {where} speaks TLS, the exporter sent plain HTTP (http://)",
+                        endpoint, protocol, 0.0, fix=f"use https://{where}")
     return Delivery("error", f"failed: {_short(text)}", endpoint, protocol, 0.0)
 
 
 def _wrong_protocol_http(endpoint: str, host: str, port: int, protocol: str) -> Delivery:
+    where = _address(host, port)
     return Delivery("wrong_protocol",
-                    f"wrong protocol: {host}:{port} is a gRPC endpoint (HTTP/2), spoken to over OTLP/HTTP",
+                    f"wrong protocol: {where} is a gRPC endpoint (HTTP/2), spoken to over OTLP/HTTP",
                     endpoint, protocol, 0.0,
                     fix="set OTEL_EXPORTER_OTLP_PROTOCOL=grpc for this port, or use the collector's OTLP/HTTP "
                         "port (4318 by default; 4317 is gRPC)")
@@ -748,6 +756,7 @@ def _send_grpc(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
 
 def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str, seconds: float, protocol: str,
                    insecure: bool) -> Delivery:
+    where = _address(host, port)
     import grpc
 
     code = error.code() if hasattr(error, "code") else None
@@ -761,16 +770,16 @@ def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str,
     if "http1.x server" in lower or "http/1" in lower or ("404" in details and code == grpc.StatusCode.UNIMPLEMENTED):
         return _wrong_protocol_grpc(delivery, host, port)
     if "connection refused" in lower:
-        return delivery("refused", f"connection refused: nothing listens on {host}:{port} (gRPC {name})",
+        return delivery("refused", f"connection refused: nothing listens on {where} (gRPC {name})",
                         "start the collector, or fix the host and port of OTEL_EXPORTER_OTLP_ENDPOINT")
     if "ssl" in lower or "handshake" in lower or "tls" in lower:
         plain = "wrong_version_number" in lower or sniff(host, port, min(seconds, 2.0)) in ("http1", "http2")
         if not plain and ("certificate" in lower or "verify" in lower):
-            return delivery("tls", f"TLS: the certificate of {host}:{port} is not trusted ({_short(details)})",
+            return delivery("tls", f"TLS: the certificate of {where} is not trusted ({_short(details)})",
                             "set OTEL_EXPORTER_OTLP_CERTIFICATE to the CA's certificate")
-        return delivery("tls", f"TLS not expected: the exporter speaks TLS but {host}:{port} answers in plain "
+        return delivery("tls", f"TLS not expected: the exporter speaks TLS but {where} answers in plain "
                                f"text (gRPC {name})",
-                        f"use http://{host}:{port} (or set OTEL_EXPORTER_OTLP_INSECURE=true)")
+                        f"use http://{where} (or set OTEL_EXPORTER_OTLP_INSECURE=true)")
     sniffed = sniff(host, port, min(seconds, 2.0)) if code in (grpc.StatusCode.UNAVAILABLE,
                                                                grpc.StatusCode.DEADLINE_EXCEEDED,
                                                                grpc.StatusCode.UNKNOWN,
@@ -779,17 +788,17 @@ def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str,
     if sniffed == "http1":
         return _wrong_protocol_grpc(delivery, host, port)
     if sniffed == "tls" and insecure:
-        return delivery("tls", f"TLS expected: {host}:{port} speaks TLS, the exporter connects in plain text",
-                        f"use https://{host}:{port}")
+        return delivery("tls", f"TLS expected: {where} speaks TLS, the exporter connects in plain text",
+                        f"use https://{where}")
     if sniffed == "refused":
-        return delivery("refused", f"connection refused: nothing listens on {host}:{port} (gRPC {name})",
+        return delivery("refused", f"connection refused: nothing listens on {where} (gRPC {name})",
                         "start the collector, or fix the host and port of OTEL_EXPORTER_OTLP_ENDPOINT")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return delivery("timed_out", f"timed out after {seconds:g} s: {host}:{port} accepted the connection but "
+        return delivery("timed_out", f"timed out after {seconds:g} s: {where} accepted the connection but "
                                      f"never answered (a black hole: a firewall, a hung or non-OTLP server)",
                         "check that the port is the collector's OTLP/gRPC port (4317) and that it is healthy")
     if code == grpc.StatusCode.UNIMPLEMENTED:
-        return delivery("wrong_path", f"gRPC UNIMPLEMENTED: {host}:{port} speaks gRPC but has no OTLP trace "
+        return delivery("wrong_path", f"gRPC UNIMPLEMENTED: {where} speaks gRPC but has no OTLP trace "
                                       "service", "point OTEL_EXPORTER_OTLP_ENDPOINT at a collector's OTLP/gRPC port")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         words, fix = _credentials_words()
@@ -798,8 +807,9 @@ def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str,
 
 
 def _wrong_protocol_grpc(delivery: Callable[..., Delivery], host: str, port: int) -> Delivery:
+    where = _address(host, port)
     return delivery("wrong_protocol",
-                    f"wrong protocol: {host}:{port} is an HTTP/1.1 endpoint (OTLP/HTTP?), spoken to over gRPC",
+                    f"wrong protocol: {where} is an HTTP/1.1 endpoint (OTLP/HTTP?), spoken to over gRPC",
                     "set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf for this port, or use the collector's OTLP/gRPC "
                     "port (4317 by default; 4318 is OTLP/HTTP)")
 
@@ -813,6 +823,7 @@ def sniff(host: str, port: int, timeout: float = 2.0) -> str:
     ``refused``, ``silent`` (accepts, never answers), ``closed`` (closes without a word),
     ``http1``, ``http2`` (an HTTP/2 SETTINGS frame: a gRPC server), ``tls`` or ``other``.
     """
+    where = _address(host, port)
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except ConnectionRefusedError:
@@ -822,7 +833,7 @@ def sniff(host: str, port: int, timeout: float = 2.0) -> str:
     try:
         sock.settimeout(timeout)
         try:
-            sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(f"GET / HTTP/1.1\r\nHost: {where}\r\nConnection: close\r\n\r\n".encode())
             data = sock.recv(SNIFF_BYTES)
         except socket.timeout:
             return "silent"

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import re
+import socket
 import ssl
 import subprocess
 import sys
@@ -159,6 +160,29 @@ def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
     assert any(p.startswith("test span to ") and expected in p for p in report["problems"]), report["problems"]
     if outcome == "timed_out":
         assert 0.9 <= delivery["seconds"] < 10
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_an_ipv6_endpoint_is_written_as_a_url_writes_it(protocol: str):
+    with socket.socket(socket.AF_INET6) as reserved:  # bound, never listening: connections are refused
+        reserved.bind(("::1", 0))
+        port = reserved.getsockname()[1]
+        code, report = doctor_json(APP, "--timeout", "2", OTEL_EXPORTER_OTLP_ENDPOINT=f"http://[::1]:{port}",
+                                   OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
+    assert code == 1
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == "refused"
+    assert delivery["words"].startswith(f"connection refused: nothing listens on [::1]:{port}"), delivery
 
 
 E2E = Path(__file__).resolve().parent / "e2e"
