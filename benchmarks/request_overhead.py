@@ -136,16 +136,28 @@ def compare(rounds: int, count: int) -> dict[str, float]:
     medians = {v: statistics.median(s) for v, s in samples.items()}
     bare = medians["bare"]
     print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
-          f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds)")
-    print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}spans dropped (queue full)")
+          f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds; "
+          f"per round = the middle half of each round's own ratio to bare Flask, which a noisy moment "
+          f"shared by both sways less)")
+    print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
+          f"spans dropped (queue full)")
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
+        per_round = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["bare"])])
         dropped = drops.get(variant)
         said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry") else \
             f"{dropped[0]} of {dropped[1]}"
         print(f"{variant:<20}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
-              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{said}")
+              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{said}")
     return medians
+
+
+def _middle_half(ratios: list[float]) -> str:
+    """The first and third quartiles of ``ratios``, as ``q1..q3``."""
+    if len(ratios) < 2:
+        return "-"
+    first, _, third = statistics.quantiles(ratios, n=4)
+    return f"{first:.2f}..{third:.2f}"
 
 
 def _rss_kib() -> int:
