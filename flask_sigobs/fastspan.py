@@ -15,9 +15,9 @@ that these shortcuts build what the SDK's own calls build.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
-from collections import deque
 from time import time_ns
 from typing import Any
 
@@ -93,13 +93,44 @@ def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes:
     return made
 
 
-def _bounded_list(maxlen: int | None) -> BoundedList:
-    """The SDK's ``BoundedList(maxlen)``, its fields set directly."""
-    made = _new(BoundedList)
-    made.dropped = 0
-    made._dq = deque(maxlen=maxlen)
-    made._lock = _Lock()
-    return made
+class EventList(BoundedList):
+    """The SDK's ``BoundedList`` of a span's events, on a plain list rather than a deque.
+
+    A deque allocates a block of 64 slots (with the C allocator, not Python's small-object one)
+    the moment it is made: that was the costliest part of making a request span, which holds two
+    or three events. The bound and its counting are the SDK's: when full, the oldest event goes
+    and ``dropped`` counts it.
+    """
+
+    def __init__(self, maxlen: int | None) -> None:  # noqa: BoundedList's __init__ makes a deque
+        self.dropped = 0
+        self.maxlen = maxlen
+        self._dq = []  # the name BoundedList's own methods read
+        self._lock = _Lock()
+
+    def append(self, item: Any) -> None:
+        with self._lock:
+            if self.maxlen is not None and len(self._dq) >= self.maxlen:
+                self.dropped += 1
+                if not self.maxlen:
+                    return
+                del self._dq[0]
+            self._dq.append(item)
+
+    def extend(self, seq: Any) -> None:
+        for item in seq:
+            self.append(item)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({list(self._dq)}, maxlen={self.maxlen})"
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "EventList":
+        copy_ = EventList(self.maxlen)
+        memo[id(self)] = copy_
+        with self._lock:
+            copy_.dropped = self.dropped
+            copy_._dq = copy.deepcopy(self._dq, memo)
+        return copy_
 
 
 #: The samplers a ``ParentBased`` sampler delegates to, and the SDK's defaults for each.
@@ -155,18 +186,23 @@ class RequestSpan(_Span):
 
     _max_events = _max_links = _max_attributes = _max_attribute_length = None
 
-    def __init__(self, name: str, context: SpanContext, parent: SpanContext | None,
-                 attributes: dict[str, Any], clean: bool) -> None:  # noqa: the SDK's __init__ is skipped
-        self._name = name
-        self._context = context
-        self._parent = parent
-        self._lock = _Lock()
+    @classmethod
+    def made(cls, name: str, context: SpanContext, parent: SpanContext | None,
+             attributes: dict[str, Any], clean: bool) -> "RequestSpan":
+        """A span with its own fields set: the SDK's ``__new__`` (a Python call that only refuses
+        its abstract class) and ``__init__`` (which validates) are not called."""
+        span = _new(cls)
+        span._name = name
+        span._context = context
+        span._parent = parent
+        span._lock = _Lock()
         if clean:  # valid already: not validated again
-            self._attributes = _clean_attributes(self._max_attributes, self._max_attribute_length, attributes)
+            span._attributes = _clean_attributes(cls._max_attributes, cls._max_attribute_length, attributes)
         else:
-            self._attributes = BoundedAttributes(self._max_attributes, attributes, immutable=False,
-                                                 max_value_len=self._max_attribute_length)
-        self._events = _bounded_list(self._max_events)
+            span._attributes = BoundedAttributes(cls._max_attributes, attributes, immutable=False,
+                                                 max_value_len=cls._max_attribute_length)
+        span._events = EventList(cls._max_events)
+        return span
 
     def _add_link(self, link: Any) -> None:
         if self._links is _NO_LINKS:
@@ -240,7 +276,7 @@ class ServerSpans:
     def _made(self, name: str, span_context: SpanContext, parent_context: SpanContext | None,
               attributes: dict[str, Any], start_time: int, parent: Any, decision: Any) -> Any:
         clean = fits(self._tracer._span_limits, len(attributes), self._longest, events=False)
-        span = self._span_class(name, span_context, parent_context, attributes, clean)
+        span = self._span_class.made(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
         # What span.start() does, less its lock: no one else has the span yet.

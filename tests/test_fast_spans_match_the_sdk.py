@@ -16,6 +16,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider, sampling
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import SpanKind, Status
 
 from flask_sigobs import fastspan
@@ -56,7 +57,7 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
             if isinstance(sdk, Status):
                 mine, sdk = (mine.status_code, mine.description), (sdk.status_code, sdk.description)
             assert mine == sdk, name
-    assert type(ours._events) is type(theirs._events) and ours._events._dq.maxlen == theirs._events._dq.maxlen
+    assert isinstance(ours._events, BoundedList) and ours._events.maxlen == theirs._events._dq.maxlen
     for span in (ours, theirs):
         span.add_link(trace.SpanContext(7, 8, is_remote=True), {"link.kind": "follows"})
     assert type(ours._links) is type(theirs._links) and ours._links._dq.maxlen == theirs._links._dq.maxlen
@@ -65,9 +66,9 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
     assert fastspan.RequestSpan._links.dropped == 0 and len(fastspan.RequestSpan._links) == 0, "the shared empty list"
     assert (ours._attributes.maxlen, ours._attributes.max_value_len) == \
         (theirs._attributes.maxlen, theirs._attributes.max_value_len)
-    for mine, sdk in ((ours._attributes, theirs._attributes), (ours._events, theirs._events)):
-        assert type(mine) is type(sdk) and set(vars(mine)) == set(vars(sdk)), "the SDK's containers, every field"
-        assert mine.dropped == sdk.dropped == 0
+    mine, sdk = ours._attributes, theirs._attributes
+    assert type(mine) is type(sdk) and set(vars(mine)) == set(vars(sdk)), "the SDK's container, every field"
+    assert mine.dropped == sdk.dropped == 0 and ours._events.dropped == theirs._events.dropped == 0
     assert ours._attributes._dict == theirs._attributes._dict
     assert ours._attributes._immutable is theirs._attributes._immutable is False
     fastspan.add_event(ours, "flask.request_started", {"request.id": "r1"}, 5, 1100)
@@ -181,3 +182,23 @@ def test_an_ended_request_span_is_handed_over_once_and_changes_no_more(caplog):
     assert "late" not in finished.attributes and "later" not in finished.attributes
     assert not finished.events
     assert any("ended" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("maxlen", [None, 0, 1, 3])
+def test_the_event_list_keeps_the_sdk_bounded_lists_bound(maxlen):
+    """The request span's events are on a plain list, not the SDK's deque: the same bound, the
+    oldest dropped first and counted, the same reads."""
+    import copy
+
+    ours, sdk = fastspan.EventList(maxlen), BoundedList(maxlen)
+    for container in (ours, sdk):
+        for item in range(5):
+            container.append(item)
+        container.extend([5, 6])
+    assert list(ours) == list(sdk) and len(ours) == len(sdk) and ours.dropped == sdk.dropped
+    if len(sdk):
+        assert ours[0] == sdk[0] and ours[-1] == sdk[-1]
+    clone = copy.deepcopy(ours)
+    clone.append(7)
+    assert list(ours) == list(sdk), "a deep copy is its own list"
+    assert isinstance(clone, fastspan.EventList) and repr(ours).startswith("EventList([")
