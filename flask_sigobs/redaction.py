@@ -91,6 +91,8 @@ class Redactor:
 
     def text(self, value: str) -> str:
         """Bound a string, saying how much was cut; escape what a terminal or UTF-8 can't take."""
+        if len(value) <= self.max_length and value.isascii() and "\x7f" not in value:
+            return value  # the common case (a method, a path, a user agent), without two calls
         return escape(cut(value, self.max_length))
 
     def clean(self, value: Any, depth: int = 0) -> Any:
