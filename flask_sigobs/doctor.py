@@ -756,8 +756,9 @@ def _send_grpc(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
 
 def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str, seconds: float, protocol: str,
                    insecure: bool) -> Delivery:
-    where = _address(host, port)
     import grpc
+
+    where = _address(host, port)
 
     code = error.code() if hasattr(error, "code") else None
     details = (error.details() if hasattr(error, "details") else str(error)) or ""
