@@ -200,7 +200,7 @@ def collector(workdir: Path, config: Path, ready: Callable[[Stack], bool], **env
                             SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{stack.collector_http}", **env)
     with stopped_after(stack, config.name):
         stack.validate(config, environ)
-        process = stack._start(config.stem, [jaeger, f"--config={config}"], environ)
+        process = stack.start_process(config.stem, [jaeger, f"--config={config}"], environ)
         support.wait_for(f"the OTLP/HTTP receiver of {config.name}", lambda: ready(stack), START_TIMEOUT,
                          alive=process.check_alive)
         yield stack

@@ -273,7 +273,7 @@ class Stack:
                             SIGOBS_JAEGER_QUERY_HTTP=f"127.0.0.1:{self.query_http}",
                             SIGOBS_JAEGER_QUERY_GRPC=f"127.0.0.1:{self.query_grpc}")
         self.validate(JAEGER_CONFIG, env)
-        process = self._start("jaeger", [self.jaeger_binary, f"--config={JAEGER_CONFIG}"], env)
+        process = self.start_process("jaeger", [self.jaeger_binary, f"--config={JAEGER_CONFIG}"], env)
         wait_for("Jaeger's query API", lambda: self.query.get("/api/services") is not None,
                  START_TIMEOUT, alive=process.check_alive)
         self.query.bodies.clear()
@@ -284,7 +284,7 @@ class Stack:
                             SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{self.collector_http}",
                             SIGOBS_JAEGER_OTLP=f"127.0.0.1:{self.jaeger_otlp}")
         self.validate(COLLECTOR_CONFIG, env)
-        process = self._start("collector", [self.jaeger_binary, f"--config={COLLECTOR_CONFIG}"], env)
+        process = self.start_process("collector", [self.jaeger_binary, f"--config={COLLECTOR_CONFIG}"], env)
 
         def accepts_otlp() -> bool:  # an empty export request, accepted once the pipeline runs
             status, _, _ = http_request(f"http://127.0.0.1:{self.collector_http}/v1/traces", "POST",
@@ -308,7 +308,7 @@ class Stack:
         if _gunicorn_has_setting("control_socket_disable"):
             args.append("--no-control-socket")  # gunicorn 25+: else one shared socket in ~/.gunicorn
         args.append("examples.app:app")
-        process = self._start("gunicorn", args, env)
+        process = self.start_process("gunicorn", args, env)
 
         def workers_ready() -> bool:  # see gunicorn_conf.py
             return process.output(tail=1000).count("sigobs-e2e: worker") >= self.workers
@@ -317,7 +317,8 @@ class Stack:
                  alive=process.check_alive)
         return process
 
-    def _start(self, name: str, args: list[str], env: dict[str, str]) -> Process:
+    def start_process(self, name: str, args: list[str], env: dict[str, str]) -> Process:
+        """A process of this stack, stopped with it, its output in the work folder."""
         process = Process(name, args, env, self.workdir / f"{name}.log")
         self.processes.append(process)  # before starting: stopped whatever happens next
         process.start()
