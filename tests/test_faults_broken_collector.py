@@ -96,6 +96,24 @@ def test_spans_beyond_the_queue_are_dropped_counted_and_reported_once_per_interv
     assert queue.exported + queue.dropped + queue.failed + queue.abandoned == 3000
 
 
+RETAINED_BOUND = 1_000_000  # bytes: 1000 requests' spans of 16 kB each would keep 16 MB
+
+
+def retained_since(before: int, settle: float = 3.0) -> int:
+    """Traced memory still held since ``before``, once background threads had a moment to let go
+    of what they were using (tracemalloc counts every thread's allocations, also those of another
+    test's exporter finishing up): the least seen over ``settle`` seconds, after a collection."""
+    least = None
+    deadline = time.monotonic() + settle
+    while True:
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+        least = grown if least is None else min(least, grown)
+        if least < RETAINED_BOUND or time.monotonic() > deadline:
+            return least
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("span_source", ["signals"])  # the queue is the same whatever made the span
 def test_memory_stays_bounded_when_the_collector_never_answers(observe, monkeypatch):
     """1000 requests whose spans carry 16 kB each: 16 MB if the spans were kept; they are not."""
@@ -126,14 +144,13 @@ def test_memory_stays_bounded_when_the_collector_never_answers(observe, monkeypa
                 before = tracemalloc.get_traced_memory()[0]
                 for _ in range(1000):
                     assert http_get(f"{base}/")[0] == 200
-                gc.collect()
-                grown = tracemalloc.get_traced_memory()[0] - before
+                grown = retained_since(before)
             finally:
                 tracemalloc.stop()
         figure(f"black hole: 1000 requests with 16 kB spans grew traced memory by {grown / 1e6:.2f} MB "
                f"(queue of 100; {queue.dropped} spans dropped)")
         assert queue.queued() <= 100 and queue.dropped >= 1000
-        assert grown < 1_000_000, grown
+        assert grown < RETAINED_BOUND, grown
 
 
 def test_the_export_timeout_is_bounded(monkeypatch):
