@@ -93,14 +93,8 @@ def otlp_exporter(environ: Any = None) -> SpanExporter | None:
     if protocol == "http/protobuf":
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
 
-        session = _ca_file_first_session() if _ca_file(environ) else None
-        return HttpExporter(timeout=export_timeout(environ), session=session)
+        return HttpExporter(timeout=export_timeout(environ), session=_ca_file_first_session())
     raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be 'http/protobuf' or 'grpc', not {protocol!r}")
-
-
-def _ca_file(environ: Any) -> str | None:
-    """The CA certificate file the standard variables give the OTLP exporter, if any."""
-    return environ.get("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE") or environ.get("OTEL_EXPORTER_OTLP_CERTIFICATE")
 
 
 def _ca_file_first_session() -> Any:
@@ -110,7 +104,8 @@ def _ca_file_first_session() -> Any:
     ``verify``, but requests lets ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, set on many
     machines, replace a session's ``verify`` (psf/requests#3829): the collector's certificate is
     then checked against the wrong CAs and every export fails. Proxies and the rest still come
-    from the environment as usual.
+    from the environment as usual, and without a CA file (``verify`` is then ``True``) it is
+    requests' own session: which file, if any, is the exporter's to resolve.
     """
     import requests
 
