@@ -20,7 +20,6 @@ import ssl
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -28,7 +27,7 @@ import pytest
 import trustme
 
 from . import attach_support as support
-from .e2e.stack import START_TIMEOUT, Stack, clean_environ, find_jaeger, stopped_after
+from .e2e.stack import START_TIMEOUT, Stack, accepts_an_empty_export, clean_environ, find_jaeger, stopped_after
 from .servers import BlackHole, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
@@ -204,16 +203,6 @@ def collector(workdir: Path, config: Path, ready: Callable[[Stack], bool], **env
         support.wait_for(f"the OTLP/HTTP receiver of {config.name}", lambda: ready(stack), START_TIMEOUT,
                          alive=process.check_alive)
         yield stack
-
-
-def accepts_an_empty_export(url: str, headers: dict[str, str] | None = None, context: Any = None) -> bool:
-    request = urllib.request.Request(url, data=b"{}", method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=2, context=context) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -134,16 +135,29 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval:
 
 
 def http_request(url: str, method: str = "GET", data: bytes | None = None,
-                 headers: dict[str, str] | None = None,
-                 timeout: float = HTTP_TIMEOUT) -> tuple[int, dict[str, str], bytes]:
-    """One request, no redirect followed; (status, headers, body) whatever the status."""
+                 headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT,
+                 context: ssl.SSLContext | None = None) -> tuple[int, dict[str, str], bytes]:
+    """One request, no redirect followed; (status, headers, body) whatever the status.
+    ``context``: the TLS settings of an ``https://`` request (the CA it trusts)."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    opener = urllib.request.build_opener(NoRedirect)
+    handlers: list[Any] = [NoRedirect]
+    if context is not None:
+        handlers.append(urllib.request.HTTPSHandler(context=context))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(request, timeout=timeout) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
+
+
+def accepts_an_empty_export(url: str, headers: dict[str, str] | None = None,
+                            context: ssl.SSLContext | None = None) -> bool:
+    """Whether an OTLP/HTTP receiver takes an empty export request: a Collector does once its
+    pipeline runs. Raises while nothing listens yet (``wait_for`` waits on)."""
+    status, _, _ = http_request(url, "POST", b"{}", {"Content-Type": "application/json", **(headers or {})},
+                                timeout=2, context=context)
+    return status == 200
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -286,13 +300,9 @@ class Stack:
         self.validate(COLLECTOR_CONFIG, env)
         process = self.start_process("collector", [self.jaeger_binary, f"--config={COLLECTOR_CONFIG}"], env)
 
-        def accepts_otlp() -> bool:  # an empty export request, accepted once the pipeline runs
-            status, _, _ = http_request(f"http://127.0.0.1:{self.collector_http}/v1/traces", "POST",
-                                        b"{}", {"Content-Type": "application/json"}, timeout=2)
-            return status == 200
-
-        wait_for("the Collector's OTLP/HTTP receiver", accepts_otlp, START_TIMEOUT,
-                 alive=process.check_alive)
+        wait_for("the Collector's OTLP/HTTP receiver",
+                 lambda: accepts_an_empty_export(f"http://127.0.0.1:{self.collector_http}/v1/traces"),
+                 START_TIMEOUT, alive=process.check_alive)
         return process
 
     def start_app(self) -> Process:
