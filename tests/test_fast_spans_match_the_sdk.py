@@ -202,3 +202,60 @@ def test_the_event_list_keeps_the_sdk_bounded_lists_bound(maxlen):
     clone.append(7)
     assert list(ours) == list(sdk), "a deep copy is its own list"
     assert isinstance(clone, fastspan.EventList) and repr(ours).startswith("EventList([")
+
+
+def _instrumented_spans(tracer_provider, exporter) -> list:
+    """The spans opentelemetry-instrumentation-flask makes for a few requests with ``tracer_provider``."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+    app = Flask("instrumented")
+
+    @app.route("/items/<int:item_id>")
+    def item(item_id: int) -> str:
+        trace.get_current_span().set_attribute("app.item", item_id)
+        return "item"
+
+    @app.route("/fail")
+    def fail() -> str:
+        raise ValueError("no such item")
+
+    FlaskInstrumentor.instrument_app(app, tracer_provider=tracer_provider)
+    client = app.test_client()
+    assert client.get("/items/7?q=1", headers={"User-Agent": "probe/1.0", "traceparent":
+                                               f"00-{'ab' * 16}-{'cd' * 8}-01"}).status_code == 200
+    assert client.get("/fail").status_code == 500
+    assert client.post("/missing", headers={"User-Agent": "x" * 40}).status_code == 404
+    assert client.open("/items/8", method="PROPFIND").status_code == 405
+    return list(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize("limits", [SpanLimits(), SpanLimits(max_span_attribute_length=10),
+                                    SpanLimits(max_span_attributes=5)])
+def test_the_instrumentations_span_made_the_short_way_is_the_sdks(limits, monkeypatch):
+    """flask-sigobs hands opentelemetry-instrumentation-flask a provider whose tracer starts its server
+    span the short way (``ServerSpanProvider``): what reaches the exporter is what the SDK makes,
+    under the default limits and under limits that cut the instrumentation's values."""
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    spans = {}
+    for short in (False, True):
+        made, exporter = provider(span_limits=limits)
+        finished = _instrumented_spans(fastspan.ServerSpanProvider(made) if short else made, exporter)
+        assert all(isinstance(span, fastspan.RequestSpan) is short for span in finished)
+        spans[short] = [exported(span) for span in finished]
+    assert len(spans[True]) == 4
+    assert spans[True] == spans[False]
+    assert spans[True][0]["attributes"]["app.item"] == 7 and spans[True][0]["kind"] == "SpanKind.SERVER"
+    assert spans[True][1]["status"]["status_code"] == "ERROR"
+    assert [event["name"] for event in spans[True][1]["events"]] == ["exception"]
+
+
+def test_a_provider_with_its_own_sampler_keeps_the_sdks_tracer():
+    class Mine(sampling.Sampler):
+        def should_sample(self, *args, **kwargs):
+            return sampling.SamplingResult(sampling.Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "Mine"
+
+    made, _ = provider(sampler=Mine())
+    assert not isinstance(fastspan.ServerSpanProvider(made).get_tracer("t"), fastspan.ServerSpanTracer)
