@@ -47,7 +47,8 @@ def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
     return (length is None or length >= longest) and (most is None or count <= most)
 
 
-_PRIMITIVES = (str, bool, int, float)
+#: The value types a span attribute holds as they are (the SDK also takes flat sequences of one of them).
+PRIMITIVES = (str, bool, int, float)
 
 
 def valid_already(attributes: dict[str, Any], limits: Any) -> bool:
@@ -60,7 +61,7 @@ def valid_already(attributes: dict[str, Any], limits: Any) -> bool:
     length = limits.max_span_attribute_length
     for key, value in attributes.items():
         kind = type(value)
-        if type(key) is not str or not key or kind not in _PRIMITIVES:
+        if type(key) is not str or not key or kind not in PRIMITIVES:
             return False
         if kind is str and length is not None and len(value) > length:
             return False

@@ -8,10 +8,8 @@ import orjson
 from opentelemetry.trace import Status, StatusCode
 
 from .events import Event
-from .fastspan import add_event
+from .fastspan import PRIMITIVES, add_event
 from .redaction import Redactor, cut
-
-_PRIMITIVES = (str, bool, int, float)
 
 
 #: What the server span already carries as its own attributes: the request events' span events
@@ -32,10 +30,10 @@ def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALW
     for key, value in attributes.items():
         if value is None or key in skip:
             continue
-        if type(value) in _PRIMITIVES:
+        if type(value) in PRIMITIVES:
             out[key] = value
         elif isinstance(value, list) and value and all(type(v) is type(value[0]) for v in value) \
-                and type(value[0]) in _PRIMITIVES:
+                and type(value[0]) in PRIMITIVES:
             out[key] = value
         else:
             text = orjson.dumps(value, default=str).decode()
