@@ -8,6 +8,7 @@ SDK's limits and the app's own sampler still obeyed, the app's own calls still v
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from flask import Flask
@@ -182,6 +183,39 @@ def test_an_ended_request_span_is_handed_over_once_and_changes_no_more(caplog):
     assert "late" not in finished.attributes and "later" not in finished.attributes
     assert not finished.events
     assert any("ended" in record.getMessage() for record in caplog.records)
+
+
+def test_one_lock_guards_a_request_span_its_attributes_and_its_events():
+    """The SDK takes a span's lock and, inside it, its attributes' or events' own: one lock for all
+    three must let that nesting through, from several threads at once, and lose nothing."""
+    made, exporter = provider()
+    for clean in (True, False):
+        span = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100 if clean else None).start(
+            "GET /", None, {**ATTRIBUTES, "odd": [1, 2]} if not clean else dict(ATTRIBUTES), None)
+        assert span._lock is span._attributes._lock is span._events._lock
+
+        def calls(i: int) -> None:
+            for round_ in range(50):
+                span.set_attribute(f"thread.{i}", round_)
+                span.set_attributes({f"thread.{i}.more": round_})
+                span.add_event(f"sdk.{i}", {"round": round_})
+                fastspan.add_event(span, f"short.{i}", {"round": round_}, 5, 1100)
+                fastspan.set_attributes(span, {f"thread.{i}.short": round_}, 1100)
+                assert len(list(span.events)) <= 128 and dict(span.attributes)
+
+        threads = [threading.Thread(target=calls, args=(i,), daemon=True) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=20)
+        assert not any(thread.is_alive() for thread in threads), "a lock was taken twice and never let go"
+        span.record_exception(ValueError("late"))
+        span.end()
+        finished = exporter.get_finished_spans()[-1]
+        assert all(finished.attributes[f"thread.{i}{suffix}"] == 49
+                   for i in range(4) for suffix in ("", ".more", ".short"))
+        assert len(finished.events) == 128 and finished.dropped_events == 4 * 50 * 2 + 1 - 128
+        assert finished.events[-1].name == "exception"
 
 
 @pytest.mark.parametrize("maxlen", [None, 0, 1, 3])
