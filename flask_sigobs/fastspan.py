@@ -195,6 +195,9 @@ class RequestSpan(_Span):
     _set_status_on_exception = True
     _record_end_metrics = staticmethod(noop)  # the SDK's own self-metrics are off (the default)
     _links = _NO_LINKS  # a request span seldom gets links: the list is made by the first one
+    #: While set, ``end()`` only tells this holder (``holder.end_requested = True``) and the span
+    #: stays open: see ``otel_setup.hold_end``. Set at ``made()``, so holding adds no field.
+    _hold: Any = None
 
     @classmethod
     def for_tracer(cls, tracer: Any) -> type["RequestSpan"]:
@@ -229,6 +232,7 @@ class RequestSpan(_Span):
         span._context = context
         span._parent = parent
         span._lock = lock = _RLock()
+        span._hold = None
         if clean:  # valid already: not validated again
             span._attributes = _clean_attributes(cls._max_attributes, cls._max_attribute_length, attributes, lock)
         else:
@@ -254,6 +258,9 @@ class RequestSpan(_Span):
     def end(self, end_time: int | None = None) -> None:
         """The SDK's ``end``, handing the span processors the span itself rather than a copy: once
         ended, the SDK's span refuses every change, so the copy would only repeat it."""
+        if self._hold is not None:
+            self._hold.end_requested = True
+            return
         with self._lock:
             if self._end_time is not None:
                 logger.warning("Calling end() on an ended span.")

@@ -155,26 +155,43 @@ def instrument(app: Any, provider: Any) -> str:
     return "flask-sigobs"
 
 
+_NOT_OURS = object()
+
+
 def hold_end(span: Any, state: Any) -> None:
-    """Turn the span source's ``span.end()`` into a request; :func:`release_end` ends it."""
-    if "end" in vars(span):
-        return
+    """Turn the span source's ``span.end()`` into a request; :func:`release_end` ends it.
 
-    def end(end_time: int | None = None) -> None:
-        state.end_requested = True
+    A span made by ``fastspan`` has a field for it; any other span gets an ``end`` of its own.
+    (That replacement gives the span an instance dictionary, an object the garbage collector
+    then finds in the export queue with every such span.)
+    """
+    hold = getattr(span, "_hold", _NOT_OURS)
+    if hold is None:
+        span._hold = state
+    elif hold is _NOT_OURS and "end" not in vars(span):
 
-    span.end = end
+        def end(end_time: int | None = None) -> None:
+            state.end_requested = True
+
+        span.end = end
 
 
 def release_end(span: Any, state: Any) -> None:
     """End the span held by :func:`hold_end`, now that the request has said everything."""
-    if "end" in vars(span):
+    hold = getattr(span, "_hold", _NOT_OURS)
+    if hold is _NOT_OURS:
+        if "end" not in vars(span):
+            return
         del span.end
-        try:
-            scrub_span(span, state)
-        except Exception as exc:
-            report_once(("scrub_span", type(exc)), "flask-sigobs could not scrub a span: %r", exc)
-        span.end(end_time=time.time_ns())
+    elif hold is None:
+        return
+    else:
+        span._hold = None
+    try:
+        scrub_span(span, state)
+    except Exception as exc:
+        report_once(("scrub_span", type(exc)), "flask-sigobs could not scrub a span: %r", exc)
+    span.end(end_time=time.time_ns())
 
 
 def scrub_span(span: Any, state: Any) -> None:

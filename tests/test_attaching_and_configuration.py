@@ -144,6 +144,27 @@ def test_an_app_already_instrumented_keeps_its_single_server_span(observe):
     assert observed.sigobs.runtime(app).instrumented_by == "app"
 
 
+def test_an_apps_own_span_is_held_open_for_the_signals_after_its_teardown(observe):
+    """The app's instrumentation ends its span in a teardown function; Flask sends three signals
+    after that. flask-sigobs holds the end of the app's own SDK span (not one it made), so they land
+    on it, and the span is ended once, after them."""
+    app = hello_app("pre_instrumented_all_signals")
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "theirs"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    observed = observe(app, SIGOBS_SIGNALS="all")
+    for _ in range(2):
+        assert observed.client().get("/").status_code == 200
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 2 and type(spans[0]).__name__ == "ReadableSpan", "the SDK's own span, ended by the SDK"
+    for span in spans:
+        names = [event.name for event in span.events]
+        assert names[-3:] == ["flask.request_tearing_down", "flask.appcontext_tearing_down",
+                              "flask.appcontext_popped"]
+        assert span.end_time >= span.events[-1].timestamp
+
+
 def _run(script: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SIGOBS_"))}
     full_env.update(env or {})
