@@ -62,10 +62,15 @@ def _attributes(key_values: Any) -> dict[str, Any]:
 
 
 class OtlpSink:
-    """A working OTLP/HTTP traces endpoint: decodes every request and keeps its spans."""
+    """A working OTLP/HTTP traces endpoint: decodes every request and keeps its spans.
 
-    def __init__(self, delay: float = 0.0) -> None:
+    With ``rejects``, it answers as a backend that takes a request but refuses its spans does:
+    success, with a partial success that counts every span of the request as rejected and says why.
+    """
+
+    def __init__(self, delay: float = 0.0, rejects: str | None = None) -> None:
         self.delay = delay
+        self.rejects = rejects
         self._spans: list[ReceivedSpan] = []
         self._bodies: list[bytes] = []
         self.requests = 0
@@ -86,9 +91,7 @@ class OtlpSink:
                 sink._receive(body)
                 if sink.delay:
                     time.sleep(sink.delay)
-                from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
-
-                answer = ExportTraceServiceResponse().SerializeToString()
+                answer = sink._answer(body)
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-protobuf")
                 self.send_header("Content-Length", str(len(answer)))
@@ -105,6 +108,19 @@ class OtlpSink:
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}/v1/traces"
+
+    def _answer(self, body: bytes) -> bytes:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
+                                                                              ExportTraceServiceResponse)
+
+        answer = ExportTraceServiceResponse()
+        if self.rejects is not None:
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            answer.partial_success.rejected_spans = sum(len(scope.spans) for resource in request.resource_spans
+                                                        for scope in resource.scope_spans)
+            answer.partial_success.error_message = self.rejects
+        return answer.SerializeToString()
 
     def _receive(self, body: bytes) -> None:
         with self._lock:  # decoded when asked for: decoding here would compete with the client

@@ -6,7 +6,8 @@ endpoints are the Collector of the end-to-end test, in front of Jaeger (the test
 looked up in Jaeger); the others are a refused port, a black hole (a socket that accepts and
 never answers), the other protocol's port, a wrong path, TLS spoken to a plain-text port and,
 with a second Collector that speaks TLS only (its certificate from a CA made for the test by
-trustme), plain text spoken to it and a certificate the exporter does not trust.
+trustme), plain text spoken to it and a certificate the exporter does not trust; and an OTLP/HTTP
+server on loopback that answers as a backend refusing spans does (a partial success).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import trustme
 
 from . import attach_support as support
 from .e2e.stack import START_TIMEOUT, Stack, accepts_an_empty_export, clean_environ, find_jaeger, stopped_after
-from .servers import BlackHole, refused_endpoint
+from .servers import BlackHole, OtlpSink, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
 
@@ -159,6 +160,21 @@ def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
     assert any(p.startswith("test span to ") and expected in p for p in report["problems"]), report["problems"]
     if outcome == "timed_out":
         assert 0.9 <= delivery["seconds"] < 10
+
+
+def test_an_endpoint_that_takes_the_test_span_but_rejects_it_is_said_with_its_reason():
+    """OTLP lets a backend answer success and still refuse spans (a partial success, with a count
+    and a reason): the app's exporter then logs nothing, and the doctor is where a user learns why."""
+    with OtlpSink(rejects="span timestamps are older than the retention window") as sink:
+        code, report = doctor_json(APP, "--timeout", "5", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.endpoint)
+        assert sink.requests >= 1 and sink.spans, "the test span reached the endpoint"
+    assert code == 1 and report["ok"] is False
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == "rejected"
+    assert delivery["words"] == ("the collector took the request but rejected the span: span timestamps are "
+                                 "older than the retention window")
+    assert delivery["http_status"] == 200 and "log" in delivery["fix"]
+    assert any("rejected the span" in problem for problem in report["problems"]), report["problems"]
 
 
 def _ipv6_loopback() -> bool:
