@@ -28,6 +28,8 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+from .tail.terminal import escape
+
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
 # -- the report -------------------------------------------------------------------------------
@@ -579,12 +581,9 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
     except Exception:
         pass
     if 200 <= status < 300:
-        rejected, message = _partial_success(body)
-        if rejected:
-            return Delivery("rejected", f"the collector took the request but rejected the span: {message}",
-                            endpoint, protocol, 0.0, http_status=status,
-                            fix="see the collector's log for why it rejects spans")
-        return Delivery("accepted", f"accepted (HTTP {status})", endpoint, protocol, 0.0, http_status=status)
+        rejected = _rejected(_parsed_response(body), endpoint, protocol, http_status=status)
+        return rejected or Delivery("accepted", f"accepted (HTTP {status})", endpoint, protocol, 0.0,
+                                    http_status=status)
     path = urllib.parse.urlsplit(endpoint).path or "/"
     text = _said(body, result)
     if status == 404:
@@ -625,10 +624,16 @@ def _said(body: bytes, result: Any) -> str:
 
             status = Status()
             status.ParseFromString(body)
-            return status.message[:300]
+            return _their_words(status.message)
         except Exception:
             return ""
-    return body[:300].decode("utf-8", "replace")
+    return _their_words(body[:300].decode("utf-8", "replace"))
+
+
+def _their_words(text: str) -> str:
+    """Text an endpoint sent, bounded and with its control characters shown as escapes: the report
+    goes to a terminal, where they would be obeyed."""
+    return escape(text[:300])
 
 
 def _credentials_words() -> tuple[str, str]:
@@ -643,15 +648,27 @@ def _credentials_words() -> tuple[str, str]:
             f"check the values in {variable} (URL-encoded: a space is %20, as in authorization=Basic%20...)")
 
 
-def _partial_success(body: bytes) -> tuple[int, str]:
+def _parsed_response(body: bytes) -> Any:
+    """The ``ExportTraceServiceResponse`` of an OTLP/HTTP answer, or ``None``."""
     try:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         response = ExportTraceServiceResponse()
         response.ParseFromString(body)
-        return response.partial_success.rejected_spans, response.partial_success.error_message
+        return response
     except Exception:
-        return 0, ""
+        return None
+
+
+def _rejected(response: Any, endpoint: str, protocol: str, **extra: Any) -> Delivery | None:
+    """A successful export whose answer is a partial success that refused the span: OTLP's way for a
+    backend to say why it dropped spans. The exporters pass it over in silence."""
+    partial = getattr(response, "partial_success", None)
+    if partial is None or not partial.rejected_spans:
+        return None
+    return Delivery("rejected", f"the collector took the request but rejected the span: "
+                                f"{_their_words(partial.error_message)}",
+                    endpoint, protocol, 0.0, fix="see the collector's log for why it rejects spans", **extra)
 
 
 def _chain(error: BaseException | None) -> str:
@@ -746,12 +763,13 @@ def _send_grpc(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
         return Delivery("accepted" if ok else "error", "accepted" if ok else "failed (see the exporter's log)",
                         endpoint, info.protocol, 0.0)
     try:
-        client.Export(request=exporter._translate_data([span]), metadata=getattr(exporter, "_headers", None) or None,
-                      timeout=seconds)
+        response = client.Export(request=exporter._translate_data([span]),
+                                 metadata=getattr(exporter, "_headers", None) or None, timeout=seconds)
     except grpc.RpcError as error:
         return _classify_grpc(error, endpoint, host, port, scheme, seconds, info.protocol,
                               insecure=bool(getattr(exporter, "_insecure", scheme != "https")))
-    return Delivery("accepted", "accepted (gRPC OK)", endpoint, info.protocol, 0.0, grpc_code="OK")
+    rejected = _rejected(response, endpoint, info.protocol, grpc_code="OK")
+    return rejected or Delivery("accepted", "accepted (gRPC OK)", endpoint, info.protocol, 0.0, grpc_code="OK")
 
 
 def _classify_grpc(error: Any, endpoint: str, host: str, port: int, scheme: str, seconds: float, protocol: str,

@@ -1,7 +1,8 @@
 """Real servers on loopback for the fault, load and hostile-input tests.
 
 - OTLP endpoints a collector can be: :class:`OtlpSink` (a working OTLP/HTTP receiver that decodes
-  and keeps every span, optionally answering after a delay: a slow collector),
+  and keeps every span, optionally answering after a delay: a slow collector, or refusing the
+  spans it takes, as :class:`OtlpGrpcSink` does over gRPC),
   :func:`refused_endpoint` (a reserved port nobody listens on: connection refused) and
   :class:`BlackHole` (accepts connections and never answers).
 - :func:`gunicorn`: the test app (``tests.served_app:app``) under a real gunicorn, in its own
@@ -173,6 +174,45 @@ def refused_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}/v1/traces"
     finally:
         sock.close()
+
+
+class OtlpGrpcSink:
+    """An OTLP/gRPC traces endpoint that, like :class:`OtlpSink` with ``rejects``, answers as a backend
+    that takes every export and refuses its spans, saying why (a partial success)."""
+
+    def __init__(self, rejects: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        import grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+        sink = self
+        self.rejects = rejects
+        self.requests = 0
+
+        class Service(trace_service_pb2_grpc.TraceServiceServicer):
+            def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
+                count = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
+                sink.requests += 1
+                answer = trace_service_pb2.ExportTraceServiceResponse()
+                answer.partial_success.rejected_spans = count
+                answer.partial_success.error_message = sink.rejects
+                return answer
+
+        self._server = grpc.server(ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._server)
+        self.port = self._server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "OtlpGrpcSink":
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.stop(grace=None)
 
 
 class BlackHole:

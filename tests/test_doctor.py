@@ -29,7 +29,7 @@ import trustme
 
 from . import attach_support as support
 from .e2e.stack import START_TIMEOUT, Stack, accepts_an_empty_export, clean_environ, find_jaeger, stopped_after
-from .servers import BlackHole, OtlpSink, refused_endpoint
+from .servers import BlackHole, OtlpGrpcSink, OtlpSink, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
 
@@ -162,18 +162,24 @@ def test_an_endpoint_that_does_not_work_is_said_in_words(receiver, case: str):
         assert 0.9 <= delivery["seconds"] < 10
 
 
-def test_an_endpoint_that_takes_the_test_span_but_rejects_it_is_said_with_its_reason():
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_an_endpoint_that_takes_the_test_span_but_rejects_it_is_said_with_its_reason(protocol: str):
     """OTLP lets a backend answer success and still refuse spans (a partial success, with a count
     and a reason): the app's exporter then logs nothing, and the doctor is where a user learns why."""
-    with OtlpSink(rejects="span timestamps are older than the retention window") as sink:
-        code, report = doctor_json(APP, "--timeout", "5", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=sink.endpoint)
-        assert sink.requests >= 1 and sink.spans, "the test span reached the endpoint"
+    reason = "span timestamps are older than the retention window\x1b[2J"  # an escape code: shown, not obeyed
+    sink: Any = OtlpGrpcSink(rejects=reason) if protocol == "grpc" else OtlpSink(rejects=reason)
+    with sink:
+        env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"} \
+            if protocol == "grpc" else {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.endpoint}
+        code, report = doctor_json(APP, "--timeout", "5", **env)
+    assert sink.requests >= 1, "the test span reached the endpoint"
     assert code == 1 and report["ok"] is False
     (delivery,) = report["test_spans"]
-    assert delivery["outcome"] == "rejected"
+    assert delivery["outcome"] == "rejected", delivery
     assert delivery["words"] == ("the collector took the request but rejected the span: span timestamps are "
-                                 "older than the retention window")
-    assert delivery["http_status"] == 200 and "log" in delivery["fix"]
+                                 "older than the retention window\\x1b[2J")
+    assert (delivery["grpc_code"] == "OK") if protocol == "grpc" else (delivery["http_status"] == 200)
+    assert "log" in delivery["fix"]
     assert any("rejected the span" in problem for problem in report["problems"]), report["problems"]
 
 
