@@ -223,9 +223,10 @@ class RequestSpan(_Span):
         three locks. The SDK takes the span's lock and, inside it, the attributes' or the events'
         own, so one lock for all three must be re-entrant; a single lock cannot be taken in two
         orders, so no deadlock is possible. A request span is written by its request and read by
-        the export thread once ended: the lock is seldom contended. Locks are objects the garbage collector tracks: a span waits
-        for its export batch long enough to reach the oldest generation, and two fewer objects each
-        made full collections rarer (the collector's cost per request went from 4.3 to 3.8 us).
+        the export thread once ended: the lock is seldom contended. Locks are objects the garbage
+        collector tracks: a span waits for its export batch long enough to reach the oldest
+        generation, and two fewer objects each made full collections rarer (the collector's cost
+        per request went from 4.3 to 3.8 us).
         """
         span = _new(cls)
         span._name = name
@@ -351,10 +352,10 @@ class ServerSpanProvider:
     """The tracer provider handed to opentelemetry-instrumentation-flask when flask-sigobs
     instruments the app: its tracers start the request's server span the short way.
 
-    The instrumentation's span is then a :class:`RequestSpan`, the SDK's class: its attributes are
-    still validated by the SDK's container (they are the instrumentation's, not ours), and every
-    other span (kinds other than server, links, another tracer's) comes from the SDK's own
-    ``start_span``. ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one
+    The instrumentation's span is then a :class:`RequestSpan`, the SDK's class. Its attributes are
+    the instrumentation's, not ours: :func:`valid_already` checks their types and lengths, and any
+    it does not pass go through the SDK's container. Every other span (kinds other than server,
+    links, another tracer's) comes from the SDK's own ``start_span``. ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one
     the SDK makes.
     """
 
@@ -363,15 +364,16 @@ class ServerSpanProvider:
 
     def get_tracer(self, *args: Any, **kwargs: Any) -> Any:
         tracer = self._provider.get_tracer(*args, **kwargs)
-        return ServerSpanTracer(tracer) if ServerSpans(tracer, None).direct else tracer
+        spans = ServerSpans(tracer, None)
+        return ServerSpanTracer(tracer, spans) if spans.direct else tracer
 
 
 class ServerSpanTracer:
     """An SDK tracer whose ``start_span`` starts a plain server span the short way."""
 
-    def __init__(self, tracer: Any) -> None:
+    def __init__(self, tracer: Any, spans: ServerSpans) -> None:
         self._tracer = tracer
-        self._spans = ServerSpans(tracer, None)
+        self._spans = spans
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Any = None, links: Any = (), start_time: int | None = None,
