@@ -52,21 +52,19 @@ def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
 PRIMITIVES = (str, bool, int, float)
 
 
-def valid_already(attributes: dict[str, Any], limits: Any) -> bool:
-    """Whether the SDK would keep ``attributes`` of a span as they are: text keys, single values of
-    the four primitive types (exactly: a subclass may convert differently), none too long, not too
-    many. A check of types and lengths, where the SDK's own pass validates and copies each value."""
-    most = limits.max_span_attributes
-    if most is not None and len(attributes) > most:
-        return False
-    length = limits.max_span_attribute_length
+def longest_text(attributes: dict[str, Any]) -> int | None:
+    """The length of the longest text among ``attributes`` when the SDK would keep every one as it
+    is (text keys, single values of the four primitive types exactly: a subclass may convert
+    differently); ``None`` when it would not. With :func:`fits`, a check of types and lengths where
+    the SDK's own pass validates and copies each value."""
+    longest = 0
     for key, value in attributes.items():
         kind = type(value)
         if type(key) is not str or not key or kind not in PRIMITIVES:
-            return False
-        if kind is str and length is not None and len(value) > length:
-            return False
-    return True
+            return None
+        if kind is str and len(value) > longest:
+            longest = len(value)
+    return longest
 
 
 _SDK_SPAN_TYPES: dict[type, bool] = {}  # isinstance() against the SDK's (abstract) Span is slow
@@ -327,11 +325,8 @@ class ServerSpans:
 
     def _made(self, name: str, span_context: SpanContext, parent_context: SpanContext | None,
               attributes: dict[str, Any], start_time: int, parent: Any, decision: Any) -> Any:
-        limits = self._tracer._span_limits
-        if self._longest is not None:
-            clean = fits(limits, len(attributes), self._longest, events=False)
-        else:
-            clean = valid_already(attributes, limits)
+        longest = self._longest if self._longest is not None else longest_text(attributes)
+        clean = longest is not None and fits(self._tracer._span_limits, len(attributes), longest, events=False)
         span = self._span_class.made(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
@@ -353,10 +348,10 @@ class ServerSpanProvider:
     instruments the app: its tracers start the request's server span the short way.
 
     The instrumentation's span is then a :class:`RequestSpan`, the SDK's class. Its attributes are
-    the instrumentation's, not ours: :func:`valid_already` checks their types and lengths, and any
-    it does not pass go through the SDK's container. Every other span (kinds other than server,
-    links, another tracer's) comes from the SDK's own ``start_span``. ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one
-    the SDK makes.
+    the instrumentation's, not ours: :func:`longest_text` and :func:`fits` check their types and
+    lengths, and any they do not pass go through the SDK's container. Every other span (kinds
+    other than server, links, another tracer's) comes from the SDK's own ``start_span``.
+    ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one the SDK makes.
     """
 
     def __init__(self, provider: Any) -> None:
