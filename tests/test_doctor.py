@@ -65,13 +65,18 @@ def doctor_json(app: str = APP, *args: str, **env: str) -> tuple[int, dict[str, 
     return code, json.loads(output[:output.rindex("}") + 1])
 
 
-def http_endpoint(receiver) -> dict[str, str]:
+def endpoint(stack: Stack, protocol: str, scheme: str = "http") -> dict[str, str]:
+    """The exporter's variables for a Collector's port of ``protocol``."""
+    port = stack.collector_http if protocol == "http/protobuf" else stack.collector_grpc
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"{scheme}://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
+
+
+def http_endpoint(receiver: Stack) -> dict[str, str]:
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.collector_http}"}
 
 
-def grpc_endpoint(receiver) -> dict[str, str]:
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{receiver.collector_grpc}",
-            "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+#: What the doctor says of a test span a working endpoint took.
+ACCEPTED = {"http/protobuf": "accepted (HTTP 200)", "grpc": "accepted (gRPC OK)"}
 
 
 def line(output: str, start: str) -> str:
@@ -91,13 +96,12 @@ def test_sample_failures_are_said_in_the_checks(receiver):
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_a_working_endpoint_accepts_the_test_span_and_jaeger_shows_it(receiver, protocol: str):
-    env = http_endpoint(receiver) if protocol == "http/protobuf" else grpc_endpoint(receiver)
+    env = endpoint(receiver, protocol)
     service = "doctor" + support.run_id()
     code, output = doctor(APP, SIGOBS_SERVICE_NAME=service, **env)
     assert code == 0, output
     test_span = line(output, "Test span:")
-    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
-    assert test_span.startswith(f"Test span:       {expected} in "), test_span
+    assert test_span.startswith(f"Test span:       {ACCEPTED[protocol]} in "), test_span
     assert f"service {service})" in test_span
     assert line(output, "Exporter:").endswith(f"endpoint {env['OTEL_EXPORTER_OTLP_ENDPOINT']}"
                                              f"{'/v1/traces' if protocol == 'http/protobuf' else ''}, "
@@ -283,13 +287,10 @@ def test_a_collector_that_speaks_tls_with_its_ca_given_accepts_the_test_span(tls
     import certifi
 
     stack, ca_file = tls_collector
-    port = stack.collector_http if protocol == "http/protobuf" else stack.collector_grpc
-    code, output = doctor(APP, "--timeout", "5", OTEL_EXPORTER_OTLP_ENDPOINT=f"https://127.0.0.1:{port}",
-                          OTEL_EXPORTER_OTLP_PROTOCOL=protocol, OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca_file),
-                          REQUESTS_CA_BUNDLE=certifi.where())
+    code, output = doctor(APP, "--timeout", "5", **endpoint(stack, protocol, scheme="https"),
+                          OTEL_EXPORTER_OTLP_CERTIFICATE=str(ca_file), REQUESTS_CA_BUNDLE=certifi.where())
     assert code == 0, output
-    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
-    assert line(output, "Test span:").startswith(f"Test span:       {expected} in "), output
+    assert line(output, "Test span:").startswith(f"Test span:       {ACCEPTED[protocol]} in "), output
 
 
 def test_a_ca_file_that_requests_replaces_is_said_for_an_exporter_the_app_built(tls_collector):
@@ -324,11 +325,6 @@ def auth_collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yield stack
 
 
-def auth_endpoint(stack: Stack, protocol: str) -> dict[str, str]:
-    port = stack.collector_http if protocol == "http/protobuf" else stack.collector_grpc
-    return {"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}", "OTEL_EXPORTER_OTLP_PROTOCOL": protocol}
-
-
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 @pytest.mark.parametrize("headers,words,fix", [
     (None, "the endpoint wants credentials", "set OTEL_EXPORTER_OTLP_HEADERS"),
@@ -338,7 +334,7 @@ def auth_endpoint(stack: Stack, protocol: str) -> dict[str, str]:
 ], ids=["none", "wrong"])
 def test_a_collector_that_wants_credentials_and_does_not_get_them(auth_collector, protocol: str,
                                                                     headers: str | None, words: str, fix: str):
-    env = auth_endpoint(auth_collector, protocol)
+    env = endpoint(auth_collector, protocol)
     if headers is not None:
         env["OTEL_EXPORTER_OTLP_HEADERS"] = headers
     code, report = doctor_json(APP, "--timeout", "5", **env)
@@ -356,11 +352,10 @@ def test_a_collector_that_wants_credentials_accepts_them_from_the_headers_variab
     """``OTEL_EXPORTER_OTLP_HEADERS`` (URL-encoded, as the specification has it) reaches the
     collector, and its value is not shown."""
     token = base64.b64encode(f"{BASIC_USER}:{BASIC_PASSWORD}".encode()).decode()
-    code, output = doctor(APP, "--timeout", "5", **auth_endpoint(auth_collector, protocol),
+    code, output = doctor(APP, "--timeout", "5", **endpoint(auth_collector, protocol),
                           OTEL_EXPORTER_OTLP_HEADERS=f"authorization=Basic%20{token}")
     assert code == 0, output
-    expected = "accepted (HTTP 200)" if protocol == "http/protobuf" else "accepted (gRPC OK)"
-    assert line(output, "Test span:").startswith(f"Test span:       {expected} in "), output
+    assert line(output, "Test span:").startswith(f"Test span:       {ACCEPTED[protocol]} in "), output
     assert token not in output and "OTEL_EXPORTER_OTLP_HEADERS=authorization=[REDACTED]" in output
 
 
@@ -428,7 +423,7 @@ def test_an_app_that_set_up_structlog_in_a_way_that_lets_lines_through(receiver)
 ])
 def test_opentelemetry_set_up_at_import_before_a_fork(receiver, protocol: str, preload: bool, status: str,
                                                      words: str):
-    env = http_endpoint(receiver) if protocol == "http/protobuf" else grpc_endpoint(receiver)
+    env = endpoint(receiver, protocol)
     if preload:
         env["GUNICORN_CMD_ARGS"] = "--preload --workers 4"
     code, output = doctor("tests.attach_apps:otel_at_import", **env)
@@ -494,13 +489,13 @@ def test_secrets_in_the_otel_variables_are_not_shown(receiver):
 @pytest.mark.parametrize("reachable", [True, False])
 def test_flask_app_sigobs_doctor(receiver, reachable: bool):
     with refused_port() as port:
-        endpoint = f"http://127.0.0.1:{receiver.collector_http if reachable else port}"
+        url = f"http://127.0.0.1:{receiver.collector_http if reachable else port}"
         command = [str(support.BIN / "flask"), "--app", "tests.attach_apps:create_app('via-flask')", "sigobs",
                    "doctor", "--timeout", "2"]
-        code, output = doctor(command=command, OTEL_EXPORTER_OTLP_ENDPOINT=endpoint)
+        code, output = doctor(command=command, OTEL_EXPORTER_OTLP_ENDPOINT=url)
     assert code == (0 if reachable else 1), output
     assert line(output, "flask-sigobs doctor:").startswith("flask-sigobs doctor: app 'via-flask'")
-    assert ("accepted (HTTP 200)" if reachable else "connection refused") in line(output, "Test span:")
+    assert (ACCEPTED["http/protobuf"] if reachable else "connection refused") in line(output, "Test span:")
 
 
 def test_an_app_that_cannot_be_loaded(tmp_path: Path):
