@@ -114,14 +114,11 @@ class OtlpSink:
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (ExportTraceServiceRequest,
                                                                               ExportTraceServiceResponse)
 
-        answer = ExportTraceServiceResponse()
-        if self.rejects is not None:
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            answer.partial_success.rejected_spans = sum(len(scope.spans) for resource in request.resource_spans
-                                                        for scope in resource.scope_spans)
-            answer.partial_success.error_message = self.rejects
-        return answer.SerializeToString()
+        if self.rejects is None:
+            return ExportTraceServiceResponse().SerializeToString()
+        request = ExportTraceServiceRequest()
+        request.ParseFromString(body)
+        return _rejecting(request, self.rejects).SerializeToString()
 
     def _receive(self, body: bytes) -> None:
         with self._lock:  # decoded when asked for: decoding here would compete with the client
@@ -176,6 +173,17 @@ def refused_endpoint() -> Iterator[str]:
         sock.close()
 
 
+def _rejecting(request: Any, reason: str) -> Any:
+    """The answer of a backend that refuses every span of ``request``: a partial success saying why."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    answer = ExportTraceServiceResponse()
+    answer.partial_success.rejected_spans = sum(len(scope.spans) for resource in request.resource_spans
+                                                for scope in resource.scope_spans)
+    answer.partial_success.error_message = reason
+    return answer
+
+
 class OtlpGrpcSink:
     """An OTLP/gRPC traces endpoint that, like :class:`OtlpSink` with ``rejects``, answers as a backend
     that takes every export and refuses its spans, saying why (a partial success)."""
@@ -184,7 +192,7 @@ class OtlpGrpcSink:
         from concurrent.futures import ThreadPoolExecutor
 
         import grpc
-        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
 
         sink = self
         self.rejects = rejects
@@ -192,12 +200,8 @@ class OtlpGrpcSink:
 
         class Service(trace_service_pb2_grpc.TraceServiceServicer):
             def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC's naming)
-                count = sum(len(scope.spans) for resource in request.resource_spans for scope in resource.scope_spans)
                 sink.requests += 1
-                answer = trace_service_pb2.ExportTraceServiceResponse()
-                answer.partial_success.rejected_spans = count
-                answer.partial_success.error_message = sink.rejects
-                return answer
+                return _rejecting(request, sink.rejects)
 
         self._server = grpc.server(ThreadPoolExecutor(max_workers=2))
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Service(), self._server)

@@ -127,12 +127,18 @@ def test_signal_list_syntax():
     assert "request_finished" in edited
 
 
-def test_an_app_already_instrumented_keeps_its_single_server_span(observe):
-    app = hello_app("pre_instrumented")
+def instrumented_by_the_app(name: str) -> tuple[Flask, InMemorySpanExporter]:
+    """An app the app's own code instrumented, with its own provider, before flask-sigobs came."""
+    app = hello_app(name)
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "theirs"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    return app, exporter
+
+
+def test_an_app_already_instrumented_keeps_its_single_server_span(observe):
+    app, exporter = instrumented_by_the_app("pre_instrumented")
     observed = observe(app)
     observed.client().get("/")
     spans = exporter.get_finished_spans()
@@ -148,11 +154,7 @@ def test_an_apps_own_span_is_held_open_for_the_signals_after_its_teardown(observ
     """The app's instrumentation ends its span in a teardown function; Flask sends three signals
     after that. flask-sigobs holds the end of the app's own SDK span (not one it made), so they land
     on it, and the span is ended once, after them."""
-    app = hello_app("pre_instrumented_all_signals")
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider(resource=Resource.create({"service.name": "theirs"}))
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    app, exporter = instrumented_by_the_app("pre_instrumented_all_signals")
     observed = observe(app, SIGOBS_SIGNALS="all")
     for _ in range(2):
         assert observed.client().get("/").status_code == 200
