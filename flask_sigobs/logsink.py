@@ -109,15 +109,21 @@ class LineWriter:
     error = critical = exception = fatal = urgent
 
     def flush(self) -> None:
+        """Write the waiting lines; on return, every line written before the call is out, also
+        those another flush (the flusher thread, an error line) took and is still writing."""
         with self._lock:
             if not self._pending:
+                pending = None
+            else:
+                pending = self._pending
+                self._pending = []
+                self._pending_size = 0
+                # Writes are ordered by their own (re-entrant) lock, outside the buffer's: a failed
+                # write is reported on the logging path, which may come back here with a line.
+                self._write_lock.acquire()
+        if pending is None:  # lines taken before are written under the write lock: wait for them
+            with self._write_lock:
                 return
-            pending = self._pending
-            self._pending = []
-            self._pending_size = 0
-            # Writes are ordered by their own (re-entrant) lock, outside the buffer's: a failed
-            # write is reported on the logging path, which may come back here with a line.
-            self._write_lock.acquire()
         try:
             if self._chunk is None:
                 self._write(b"\n".join(pending) + b"\n")

@@ -69,6 +69,30 @@ def test_flush_writes_the_waiting_lines_now(tmp_path):
     assert events_in(log) == ["flask.request_finished"]
 
 
+def test_flush_returns_only_once_lines_another_flush_took_are_written(tmp_path):
+    """The flusher thread (or a request's error line) may have taken the waiting lines and be
+    writing them when ``flush()`` is called: it must wait for that write, not return on an empty
+    buffer before the lines are out (a test reading the log at once then misses them)."""
+    log = tmp_path / "app.log"
+    writer = LineWriter(str(log), flush_interval=60)
+    write = writer._write
+    writing = threading.Event()
+
+    def slow_write(data: bytes) -> None:
+        writing.set()
+        time.sleep(0.5)
+        write(data)
+
+    writer._write = slow_write
+    writer.write_line(b'{"event": "first"}')
+    other = threading.Thread(target=writer.flush)
+    other.start()
+    assert writing.wait(5)
+    writer.flush()  # nothing is left to take: the line is the other flush's
+    assert log.read_bytes() == b'{"event": "first"}\n'
+    other.join()
+
+
 def test_zero_writes_each_line_at_once(tmp_path):
     log = tmp_path / "app.log"
     app, _ = app_writing_to(log, SIGOBS_LOG_FLUSH_INTERVAL=0)
