@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import random
 import threading
 from time import time_ns
 from typing import Any
@@ -24,11 +25,14 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import Event, Tracer, _Span, sampling
-from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics, noop
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 _new = object.__new__
+_new_tuple = tuple.__new__  # a SpanContext is a tuple: its __new__ only checks what is known here
+_random_bits = random.getrandbits  # what the SDK's RandomIdGenerator draws its ids from
 _Lock = threading.Lock
 _RLock = threading.RLock
 logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
@@ -191,7 +195,7 @@ class RequestSpan(_Span):
     _trace_config = None
     _record_exception = True
     _set_status_on_exception = True
-    _record_end_metrics = staticmethod(noop)  # the SDK's own self-metrics are off (the default)
+    _record_end_metrics = None  # the SDK's own self-metrics are off (the default): nothing to call
     _links = _NO_LINKS  # a request span seldom gets links: the list is made by the first one
     #: While set, ``end()`` only tells this holder (``holder.end_requested = True``) and the span
     #: stays open: see ``otel_setup.hold_end``. Set at ``made()``, so holding adds no field.
@@ -284,7 +288,9 @@ class ServerSpans:
         self._longest = longest
         self.direct = isinstance(tracer, Tracer) and ignores_attributes(tracer.sampler) \
             and all(hasattr(tracer, name) for name in _TRACER_FIELDS)
-        self._default_sampler = self.direct and _is_default_sampler(tracer.sampler)
+        #: Root spans are sampled by the SDK's default sampler and get the SDK's random ids.
+        self._default_root = self.direct and _is_default_sampler(tracer.sampler) \
+            and type(tracer.id_generator) is RandomIdGenerator
         self._span_class = RequestSpan.for_tracer(tracer) if self.direct else None
         metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's self-metrics, when turned on
         self._metrics = None if metrics is None or isinstance(metrics, NoOpTracerMetrics) else metrics
@@ -300,12 +306,11 @@ class ServerSpans:
         ids = tracer.id_generator
         if not parent_context.is_valid:
             parent_context = None
+            if self._default_root:  # the common case: a root span, sampled, random ids, no trace state
+                return self._made(name, _root_context(), None, attributes, start_time, parent,
+                                  sampling.Decision.RECORD_AND_SAMPLE)
             trace_id = ids.generate_trace_id()
             random_trace_id = ids.is_trace_id_random()
-            if self._default_sampler and random_trace_id:  # a root: sampled, no trace state
-                span_context = SpanContext(trace_id, ids.generate_span_id(), False, _SAMPLED)
-                return self._made(name, span_context, None, attributes, start_time, parent,
-                                  sampling.Decision.RECORD_AND_SAMPLE)
         else:
             trace_id = parent_context.trace_id
             random_trace_id = parent_context.trace_flags.random_trace_id
@@ -334,6 +339,18 @@ class ServerSpans:
         span._start_time = start_time if start_time is not None else time_ns()
         _only_processor(span._span_processor).on_start(span, parent_context=parent)
         return span
+
+
+def _root_context() -> SpanContext:
+    """What ``RandomIdGenerator`` and ``SpanContext(trace_id, span_id, False, sampled)`` make, for
+    a root span the default sampler samples: two random ids (never zero), valid, sampled."""
+    trace_id = _random_bits(128)
+    while not trace_id:
+        trace_id = _random_bits(128)
+    span_id = _random_bits(64)
+    while not span_id:
+        span_id = _random_bits(64)
+    return _new_tuple(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))
 
 
 def _only_processor(processors: Any) -> Any:
