@@ -63,7 +63,8 @@ def hex_ids(span: Any) -> tuple[str | None, str | None]:
     context = span.get_span_context()
     if not context.is_valid:
         return None, None
-    return format(context.trace_id, "032x"), format(context.span_id, "016x")
+    trace_id, span_id = context[:2]  # a SpanContext is a tuple: its fields without two property calls
+    return "%032x" % trace_id, "%016x" % span_id  # format() would parse its spec each time
 
 
 def request_id_from(header_value: str | None) -> str:
@@ -103,14 +104,14 @@ def client_address(environ: dict[str, Any], trusted_proxies: int) -> str:
                     return str(ipaddress.ip_address(candidate))
                 except ValueError:
                     pass
+    if not remote or _ADDRESS_CHARS.match(remote):  # it can only be an address: as it is
+        return remote
     return _printable_address(remote)
 
 
 def _printable_address(value: str) -> str:
-    """``REMOTE_ADDR`` as is when it can only be an address; bounded and escaped when not (a unix
-    socket's name, or whatever ``ProxyFix`` was told to believe)."""
-    if not value or _ADDRESS_CHARS.match(value):
-        return value
+    """``REMOTE_ADDR`` bounded and escaped when it may not be an address (a unix socket's name, or
+    whatever ``ProxyFix`` was told to believe)."""
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -70,7 +70,8 @@ class SignalSpanSource:
         if peer_port and str(peer_port).isdigit():
             attributes["client.port"] = int(peer_port)
 
-        parent = propagate.extract(environ, getter=_GETTER) if "HTTP_TRACEPARENT" in environ else None
+        # The parent: the caller's traceparent, or the current context (read once for both uses below).
+        parent = propagate.extract(environ, getter=_GETTER) if "HTTP_TRACEPARENT" in environ else context.get_current()
         span = self._spans.start(name, parent, attributes, start_time)
         state.adopt(span)
         state.token = context.attach(trace.set_span_in_context(span, parent))
