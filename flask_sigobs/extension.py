@@ -238,10 +238,11 @@ class AppRuntime:
         else:
             span = trace.get_current_span()
             trace_id, span_id = hex_ids(span)
-        try:
-            self.log_sink.emit(event, trace_id, span_id)
-        except Exception as exc:
-            report_once(("log", type(exc)), "flask-sigobs could not log %s: %r", event.name, exc)
+        if event.level >= self.log_sink.level:  # most request events are span events only: no call
+            try:
+                self.log_sink.emit(event, trace_id, span_id)
+            except Exception as exc:
+                report_once(("log", type(exc)), "flask-sigobs could not log %s: %r", event.name, exc)
         if span is not None:
             try:
                 self.trace_sink.emit(span, event)

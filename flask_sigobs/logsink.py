@@ -235,8 +235,7 @@ class LogSink:
         self.level = level
 
     def emit(self, event: Event, trace_id: str | None, span_id: str | None) -> None:
-        if event.level < self.level:
-            return
+        """Write ``event``'s line; the caller has checked its level against :attr:`level`."""
         level = LEVEL_NAMES[event.level]
         line: dict[str, Any] = {"timestamp": iso_utc(event.time_ns), "level": level, "event": event.name,
                                 "service.name": self._service_name}

@@ -120,7 +120,7 @@ def test_a_failing_sink_never_breaks_the_request_and_is_reported_once(observe, c
 
     app = Flask("failing")
     app.route("/")(lambda: "ok")
-    observed = observe(app)
+    observed = observe(app, SIGOBS_LOG_LEVEL="debug")  # both request events are lines, not just span events
     runtime = observed.sigobs.runtime(app)
 
     def explode(*args, **kwargs):
