@@ -46,7 +46,7 @@ class Tally:
         self.interval = interval
         self.total = 0
         self.reports = 0
-        self._pending = 0
+        self.pending = 0  # counted, not yet reported: tick() has nothing to do while it is 0
         self._since = time.monotonic()
         self._last: float | None = None
         self._lock = threading.Lock()
@@ -55,7 +55,7 @@ class Tally:
         now = time.monotonic()
         with self._lock:
             self.total += count
-            self._pending += count
+            self.pending += count
             due = self._last is None or now - self._last >= self.interval
             report = self._take(now) if due else None
         if report:
@@ -63,7 +63,7 @@ class Tally:
 
     def tick(self) -> None:
         """Report the counts waiting for their interval, if it has passed (cheap when not)."""
-        if self._pending and self._last is not None and time.monotonic() - self._last >= self.interval:
+        if self.pending and self._last is not None and time.monotonic() - self._last >= self.interval:
             self.flush()
 
     def flush(self) -> None:
@@ -74,7 +74,7 @@ class Tally:
             self._say(*report)
 
     def _take(self, now: float) -> tuple[int, float] | None:
-        count, self._pending = self._pending, 0
+        count, self.pending = self.pending, 0
         if not count:
             return None
         since, self._since, self._last = self._since, now, now
@@ -92,5 +92,5 @@ class Tally:
     def reset(self) -> None:
         """Start afresh (in a forked child: the parent's counts are the parent's)."""
         self._lock = threading.Lock()
-        self.total = self.reports = self._pending = 0
+        self.total = self.reports = self.pending = 0
         self._since, self._last = time.monotonic(), None

@@ -150,7 +150,8 @@ class ExportQueue(BatchSpanProcessor):
         self.abandoned = 0
 
     def on_end(self, span: Any) -> None:
-        if not (span.context and span.context.trace_flags.sampled):
+        context = span.context
+        if not (context and context.trace_flags.sampled):
             return
         queue = self._queue
         batch = self._batch_processor
@@ -169,8 +170,9 @@ class ExportQueue(BatchSpanProcessor):
             return
         if wake and not batch._worker_awaken.is_set():
             batch._worker_awaken.set()
-        self.drops.tick()
-        self.failures.tick()
+        if self.drops.pending or self.failures.pending:  # a count waits for its report interval
+            self.drops.tick()
+            self.failures.tick()
 
     def shutdown(self) -> None:
         """Export what is queued, waiting at most ``OTEL_BSP_EXPORT_TIMEOUT``; say what was not."""
