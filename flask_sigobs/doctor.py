@@ -592,8 +592,8 @@ def _classify_http(result: Any, endpoint: str, seconds: float, protocol: str,
                "full URL ending in /v1/traces")
         return Delivery("wrong_path", f"HTTP 404 (wrong path): nothing at {path} on {where}",
                         endpoint, protocol, 0.0, http_status=status, fix=fix)
-    if status == 400 and "HTTPS server" in text:
-        return Delivery("tls", f"HTTP 400: TLS expected: {where} speaks HTTPS, the exporter sent plain HTTP",
+    if status == 400 and "HTTPS server" in text:  # a TLS server's answer to plain HTTP: said as when it resets
+        return Delivery("tls", f"TLS expected: {where} speaks TLS, the exporter sent plain HTTP (http://)",
                         endpoint, protocol, 0.0, http_status=status, fix=f"use https://{where}")
     if status in (401, 403):
         words, fix = _credentials_words()
