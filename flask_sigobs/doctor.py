@@ -744,8 +744,10 @@ def _wrong_protocol_http(endpoint: str, host: str, port: int, protocol: str) -> 
 
 
 def _short(text: str, limit: int = 240) -> str:
+    """An error's text on one line, bounded, its control characters escaped: an exporter's error
+    can quote what the server sent, and the report goes to a terminal."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + "..."
+    return escape(text if len(text) <= limit else text[:limit] + "...")
 
 
 def _send_grpc(info: ExporterInfo, span: Any, seconds: float) -> Delivery:

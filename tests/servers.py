@@ -255,6 +255,49 @@ class BlackHole:
         self._sock.close()
 
 
+class Answers:
+    """Answers every connection with the same bytes, whatever was asked, then closes it: a server
+    that is not an OTLP endpoint, or one that says something hostile."""
+
+    def __init__(self, reply: bytes) -> None:
+        self._reply = reply
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self.connections = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1/traces"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            with conn:
+                try:
+                    conn.settimeout(2)
+                    conn.recv(65536)
+                    conn.sendall(self._reply)
+                except OSError:
+                    pass
+
+    def __enter__(self) -> "Answers":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._sock.close()
+
+
 # -- gunicorn ---------------------------------------------------------------------------------
 
 def _gunicorn_options() -> list[str]:

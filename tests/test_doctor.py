@@ -29,7 +29,7 @@ import trustme
 
 from . import attach_support as support
 from .e2e.stack import START_TIMEOUT, Stack, accepts_an_empty_export, clean_environ, find_jaeger, stopped_after
-from .servers import BlackHole, OtlpGrpcSink, OtlpSink, refused_endpoint
+from .servers import Answers, BlackHole, OtlpGrpcSink, OtlpSink, refused_endpoint
 
 APP = "tests.attach_apps:create_app"
 
@@ -185,6 +185,21 @@ def test_an_endpoint_that_takes_the_test_span_but_rejects_it_is_said_with_its_re
     assert (delivery["grpc_code"] == "OK") if protocol == "grpc" else (delivery["http_status"] == 200)
     assert "log" in delivery["fix"]
     assert any("rejected the span" in problem for problem in report["problems"]), report["problems"]
+
+
+def test_what_a_hostile_endpoint_puts_in_an_error_is_shown_not_obeyed():
+    """An error the exporter raises can quote the server (here the status line it could not read):
+    the doctor prints it bounded, on one line, its escape codes shown rather than sent to the terminal."""
+    with Answers(b"\x1b[2J\x1b]0;owned\x07 not HTTP at all" + b"x" * 5000 + b"\r\n\r\n") as server:
+        code, output = doctor(APP, "--timeout", "3", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=server.endpoint)
+        _, report = doctor_json(APP, "--timeout", "3", OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=server.endpoint)
+    assert server.connections >= 2
+    assert code == 1
+    assert "\x1b" not in output and "\x07" not in output, "no control character reaches the terminal"
+    (delivery,) = report["test_spans"]
+    assert delivery["outcome"] == "error", delivery
+    assert "\\x1b[2J" in delivery["words"] and "\\x07" in delivery["words"], delivery["words"]
+    assert len(delivery["words"]) < 400, "bounded: the server's 5,000 characters are not all repeated"
 
 
 def _ipv6_loopback() -> bool:
