@@ -147,7 +147,8 @@ class AppRuntime:
         return RequestState(environ, request_id, self.settings.service_name, self.writer, self.redactor)
 
     def state(self) -> Any:
-        """This request's state, ``EXCLUDED``, or ``None`` outside a request."""
+        """This request's state, ``EXCLUDED``, or ``None`` outside a request. The receivers every
+        request runs read ``current.get() or self.state()``: a state (or ``EXCLUDED``) is true."""
         state = current.get()
         if state is None and flask.has_request_context():
             environ = flask.request.environ
@@ -178,7 +179,7 @@ class AppRuntime:
 
     def _torn_down(self, exc: BaseException | None) -> None:
         """The request context is going: once our WSGI call returns too, the span can end."""
-        state = self.state()
+        state = current.get() or self.state()  # the set state without a call
         if state is not None and state is not EXCLUDED:
             state.end_requested = True
 
@@ -266,7 +267,7 @@ class AppRuntime:
         self._context_event("appcontext_pushed", {})
 
     def on_request_started(self, sender: Any, **_: Any) -> None:
-        state = self.state()
+        state = current.get() or self.state()  # the set state without a call
         if state is None or state is EXCLUDED:
             return
         request = flask.request._get_current_object()  # type: ignore[attr-defined]
@@ -300,7 +301,7 @@ class AppRuntime:
         self._request_event("got_request_exception", attributes, state, exception)
 
     def on_request_finished(self, sender: Any, response: Any, **_: Any) -> None:
-        state = self.state()
+        state = current.get() or self.state()  # the set state without a call
         if state is None or state is EXCLUDED:
             return
         state.finished = True
