@@ -94,9 +94,7 @@ class AppRuntime:
         self._inner_wsgi = app.wsgi_app
         self._excluded_wsgi = app.wsgi_app  # what serves an excluded path
         self._start_otel_span: Callable[[], Any] | None = None
-        if self.span_source is not None:
-            app.teardown_request(self._torn_down)
-        else:
+        if self.span_source is None:
             funcs = app.before_request_funcs.setdefault(None, [])
             otel_hook = getattr(app, "_before_request", None)
             hook = self.before_request
@@ -132,7 +130,11 @@ class AppRuntime:
             current.reset(token)
             if state.token is not None:
                 self.span_source.detach(state)  # type: ignore[union-attr]
-        if state.end_requested or state.span is None:
+        # Flask's teardown of the request context lets go of the request in the environ (Flask 3.0
+        # and 3.1: ``environ["werkzeug.request"] = None``, against a reference cycle): every teardown
+        # signal has fired. A body that keeps its context past our call (``stream_with_context`` on
+        # Flask 3.0) sends them when the server closes it: the span ends then.
+        if state.end_requested or state.span is None or environ.get("werkzeug.request", state) is None:
             self.finish(state)
             return result
         return _FinishOnClose(result, self, state)  # a stream still holds the request context
@@ -176,12 +178,6 @@ class AppRuntime:
                 self._flush(state)
         except Exception as exc:
             report_once(("before_request", type(exc)), "flask-sigobs before_request failed: %r", exc)
-
-    def _torn_down(self, exc: BaseException | None) -> None:
-        """The request context is going: once our WSGI call returns too, the span can end."""
-        state = current.get() or self.state()  # the set state without a call
-        if state is not None and state is not EXCLUDED:
-            state.end_requested = True
 
     def _adopt_span(self, state: RequestState, span: Any) -> None:
         state.adopt(span)

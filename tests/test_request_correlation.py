@@ -6,6 +6,7 @@ import asyncio
 import logging
 import threading
 
+import flask
 import structlog
 from flask import Flask, Response, stream_with_context
 
@@ -145,6 +146,32 @@ def test_streaming_responses_end_their_span_when_the_stream_ends(observe):
     names = [event.name for event in span.events]
     assert names[-1] == "flask.request_tearing_down"  # fired after the body was streamed
     assert access.get("http.response.body.size") is None  # unknown for a stream
+
+
+def test_a_request_context_kept_past_the_call_keeps_the_span_open_until_the_body_is_closed(observe):
+    """A body can keep its request context past the WSGI call (``stream_with_context`` does on Flask
+    3.0): the teardown signals then come when the server closes the body, and the span waits for
+    them. The view keeps its context the way such a body does: pushed once more, popped on close."""
+    app = correlated_app()
+
+    @app.route("/kept")
+    def kept():
+        context = flask.globals.request_ctx._get_current_object()
+        context.push()
+        response = Response("kept")
+        response.call_on_close(context.pop)
+        return response
+
+    observed = observe(app, SIGOBS_SIGNALS="+request_tearing_down", SIGOBS_LOG_LEVEL="debug")
+    response = observed.client().get("/kept")
+    assert response.get_data() == b"kept"
+    assert observed.server_spans() == [], "the context is kept: the span is still open"
+    assert observed.events("flask.request_tearing_down") == []
+    response.close()
+    (span,) = observed.server_spans()
+    assert [event.name for event in span.events][-1] == "flask.request_tearing_down"
+    observed.client().get("/work")  # a context not kept: the span ends when the call returns
+    assert len(observed.server_spans()) == 2
 
 
 def test_threaded_server_keeps_concurrent_requests_apart(observe):
