@@ -28,7 +28,7 @@ import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Self
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -219,15 +219,14 @@ class OtlpGrpcSink:
         self._server.stop(grace=None)
 
 
-class BlackHole:
-    """Accepts every connection and never answers nor reads: the export waits for its timeout."""
+class _Listener:
+    """A TCP server on 127.0.0.1 whose thread hands every connection it accepts to ``_handle``."""
 
     def __init__(self) -> None:
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(256)
         self._sock.settimeout(0.2)
-        self.accepted: list[socket.socket] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._accept, daemon=True)
 
@@ -241,61 +240,55 @@ class BlackHole:
                 conn, _ = self._sock.accept()
             except OSError:
                 continue
-            self.accepted.append(conn)
+            self._handle(conn)
 
-    def __enter__(self) -> "BlackHole":
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self._stop.set()
         self._thread.join(5)
-        for conn in self.accepted:
-            conn.close()
         self._sock.close()
 
 
-class Answers:
+class BlackHole(_Listener):
+    """Accepts every connection and never answers nor reads: the export waits for its timeout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepted: list[socket.socket] = []
+
+    def _handle(self, conn: socket.socket) -> None:
+        self.accepted.append(conn)
+
+    def __exit__(self, *exc: Any) -> None:
+        super().__exit__(*exc)
+        for conn in self.accepted:
+            conn.close()
+
+
+class Answers(_Listener):
     """Answers every connection with the same bytes, whatever was asked, then closes it: a server
     that is not an OTLP endpoint, or one that says something hostile."""
 
     def __init__(self, reply: bytes) -> None:
+        super().__init__()
         self._reply = reply
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.2)
         self.connections = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}/v1/traces"
-
-    def _serve(self) -> None:
-        while not self._stop.is_set():
+    def _handle(self, conn: socket.socket) -> None:
+        self.connections += 1
+        with conn:
             try:
-                conn, _ = self._sock.accept()
+                conn.settimeout(2)
+                conn.recv(65536)
+                conn.sendall(self._reply)
             except OSError:
-                continue
-            self.connections += 1
-            with conn:
-                try:
-                    conn.settimeout(2)
-                    conn.recv(65536)
-                    conn.sendall(self._reply)
-                except OSError:
-                    pass
-
-    def __enter__(self) -> "Answers":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._sock.close()
+                pass
 
 
 # -- gunicorn ---------------------------------------------------------------------------------
