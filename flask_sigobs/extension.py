@@ -130,11 +130,14 @@ class AppRuntime:
             current.reset(token)
             if state.token is not None:
                 self.span_source.detach(state)  # type: ignore[union-attr]
-        # Flask's teardown of the request context lets go of the request in the environ (Flask 3.0
+        # Flask's teardown of the request context lets go of its request in the environ (Flask 3.0
         # and 3.1: ``environ["werkzeug.request"] = None``, against a reference cycle): every teardown
         # signal has fired. A body that keeps its context past our call (``stream_with_context`` on
-        # Flask 3.0) sends them when the server closes it: the span ends then.
-        if state.end_requested or state.span is None or environ.get("werkzeug.request", state) is None:
+        # Flask 3.0) sends them when the server closes it: the span ends then. Anything but a Flask
+        # request there (none, or a test client's, when a middleware handed Flask a copy of the
+        # environ) says nothing about the teardown: the span ends now.
+        kept = environ.get("werkzeug.request")
+        if state.end_requested or state.span is None or not isinstance(kept, flask.Request):
             self.finish(state)
             return result
         return _FinishOnClose(result, self, state)  # a stream still holds the request context

@@ -174,6 +174,19 @@ def test_a_request_context_kept_past_the_call_keeps_the_span_open_until_the_body
     assert len(observed.server_spans()) == 2
 
 
+def test_a_middleware_that_copies_the_environ_does_not_keep_the_span_open(observe):
+    """A WSGI middleware between flask-sigobs and Flask may hand Flask a copy of the environ: the
+    request's teardown is then not seen in ours, and the span ends when the call returns, as it
+    does without the middleware (the test client does not close the body here)."""
+    app = correlated_app()
+    flask_wsgi = app.wsgi_app
+    app.wsgi_app = lambda environ, start_response: flask_wsgi(dict(environ), start_response)
+    observed = observe(app)
+    assert observed.client().get("/work").status_code == 200
+    (span,) = observed.server_spans()
+    assert span.name == "GET /work"
+
+
 def test_threaded_server_keeps_concurrent_requests_apart(observe):
     observed = observe(correlated_app())
     errors: list[BaseException] = []
