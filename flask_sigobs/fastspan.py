@@ -24,8 +24,9 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, Tracer, _Span, sampling
+from opentelemetry.sdk.trace import Event, SpanProcessor, Tracer, _Span, sampling
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -273,7 +274,8 @@ class RequestSpan(_Span):
         if self._record_end_metrics:
             self._record_end_metrics()
         processor = _only_processor(self._span_processor)
-        processor._on_ending(self)
+        if type(processor)._on_ending not in _NO_OP_ON_ENDING:
+            processor._on_ending(self)
         processor.on_end(self)
 
 
@@ -337,7 +339,9 @@ class ServerSpans:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
         # What span.start() does, less its lock: no one else has the span yet.
         span._start_time = start_time if start_time is not None else time_ns()
-        _only_processor(span._span_processor).on_start(span, parent_context=parent)
+        processor = _only_processor(span._span_processor)
+        if type(processor).on_start not in _NO_OP_ON_START:
+            processor.on_start(span, parent_context=parent)
         return span
 
 
@@ -351,6 +355,13 @@ def _root_context() -> SpanContext:
     while not span_id:
         span_id = _random_bits(64)
     return _new_tuple(SpanContext, (trace_id, span_id, False, _SAMPLED, DEFAULT_TRACE_STATE, True))
+
+
+#: The SDK's span processors whose ``on_start`` and ``_on_ending`` do nothing (the export queue is
+#: a ``BatchSpanProcessor``): a span that finds one of these as its only processor skips the call.
+_NO_OP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
+_NO_OP_ON_ENDING = frozenset({SpanProcessor._on_ending, BatchSpanProcessor._on_ending,
+                              SimpleSpanProcessor._on_ending})
 
 
 def _only_processor(processors: Any) -> Any:

@@ -121,6 +121,34 @@ def test_an_id_generator_of_the_apps_own_makes_the_ids():
     assert ended.context.trace_flags.sampled and ended.context.trace_flags.random_trace_id
 
 
+def test_a_processor_of_the_apps_own_sees_the_request_span_start_end_and_ending():
+    """The SDK's own processors do nothing at a span's start or just before its end, and a request
+    span skips those calls; a processor of the app's own is still called for each."""
+    class Watching(SimpleSpanProcessor):
+        def __init__(self, exporter) -> None:
+            super().__init__(exporter)
+            self.seen: list[tuple[str, str]] = []
+
+        def on_start(self, span, parent_context=None) -> None:
+            self.seen.append(("start", span.name))
+
+        def _on_ending(self, span) -> None:
+            self.seen.append(("ending", span.name))
+
+    for only_one in (True, False):
+        made = TracerProvider(resource=Resource.create({"service.name": "fast"}))
+        exporter = InMemorySpanExporter()
+        watching = Watching(exporter)
+        made.add_span_processor(watching)
+        if not only_one:
+            made.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+        span = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100).start("GET /", None, {}, None)
+        assert isinstance(span, fastspan.RequestSpan)
+        span.end()
+        assert watching.seen == [("start", "GET /"), ("ending", "GET /")]
+        assert [ended.name for ended in exporter.get_finished_spans()] == ["GET /"]
+
+
 def test_limits_tighter_than_our_values_are_applied_by_the_sdk():
     made, exporter = provider(span_limits=SpanLimits(max_span_attribute_length=5, max_attribute_length=4))
     spans = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100)
