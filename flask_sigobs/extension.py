@@ -167,7 +167,7 @@ class AppRuntime:
         """Runs right after the span source's own ``before_request`` (or runs it, when we
         instrumented): the span now exists."""
         try:
-            state = self.state()
+            state = current.get() or self.state()  # the set state without a call
             if state is EXCLUDED:
                 return
             if self._start_otel_span is not None:
