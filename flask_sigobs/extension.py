@@ -135,9 +135,10 @@ class AppRuntime:
         # signal has fired. A body that keeps its context past our call (``stream_with_context`` on
         # Flask 3.0) sends them when the server closes it: the span ends then. Anything but a Flask
         # request there (none, or a test client's, when a middleware handed Flask a copy of the
-        # environ) says nothing about the teardown: the span ends now.
+        # environ) says nothing about the teardown: the span ends now. (A span source's own end
+        # of the span, in its teardown function, is held until then: see ``_adopt_span``.)
         kept = environ.get("werkzeug.request")
-        if state.end_requested or state.span is None or not isinstance(kept, flask.Request):
+        if state.span is None or not isinstance(kept, flask.Request):
             self.finish(state)
             return result
         return _FinishOnClose(result, self, state)  # a stream still holds the request context

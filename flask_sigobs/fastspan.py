@@ -198,8 +198,8 @@ class RequestSpan(_Span):
     _set_status_on_exception = True
     _record_end_metrics = None  # the SDK's own self-metrics are off (the default): nothing to call
     _links = _NO_LINKS  # a request span seldom gets links: the list is made by the first one
-    #: While set, ``end()`` only tells this holder (``holder.end_requested = True``) and the span
-    #: stays open: see ``otel_setup.hold_end``. Set at ``made()``, so holding adds no field.
+    #: While set (to the request state holding the span), ``end()`` does nothing and the span stays
+    #: open: see ``otel_setup.hold_end``. Set at ``made()``, so holding adds no field.
     _hold: Any = None
 
     @classmethod
@@ -262,8 +262,7 @@ class RequestSpan(_Span):
     def end(self, end_time: int | None = None) -> None:
         """The SDK's ``end``, handing the span processors the span itself rather than a copy: once
         ended, the SDK's span refuses every change, so the copy would only repeat it."""
-        if self._hold is not None:
-            self._hold.end_requested = True
+        if self._hold is not None:  # otel_setup.release_end ends it
             return
         with self._lock:
             if self._end_time is not None:

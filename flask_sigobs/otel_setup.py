@@ -159,7 +159,7 @@ _NOT_OURS = object()
 
 
 def hold_end(span: Any, state: Any) -> None:
-    """Turn the span source's ``span.end()`` into a request; :func:`release_end` ends it.
+    """Keep the span open through the span source's ``span.end()``; :func:`release_end` ends it.
 
     A span made by ``fastspan`` has a field for it; any other span gets an ``end`` of its own.
     (That replacement gives the span an instance dictionary, an object the garbage collector
@@ -171,7 +171,7 @@ def hold_end(span: Any, state: Any) -> None:
     elif hold is _NOT_OURS and "end" not in vars(span):
 
         def end(end_time: int | None = None) -> None:
-            state.end_requested = True
+            """Held: the request's signals are not all said yet."""
 
         span.end = end
 
