@@ -15,16 +15,17 @@ that these shortcuts build what the SDK's own calls build.
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
+import sys
 import threading
 from time import time_ns
-from typing import Any
+from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, SpanProcessor, Tracer, _Span, sampling
+from opentelemetry.sdk.trace import Event, SpanProcessor, SynchronousMultiSpanProcessor, Tracer, _Span, sampling
+from opentelemetry.sdk.trace import _check_span_ended
 from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
@@ -86,24 +87,38 @@ def takes_clean(span: Any, count: int, longest: int, events: bool) -> bool:
 
 def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
     """``span.set_attributes(attributes)``, for attributes valid already."""
-    if span._end_time is None and takes_clean(span, len(attributes) + len(span._attributes), longest,
-                                              events=False):
-        with span._attributes._lock:
-            span._attributes._dict.update(attributes)
+    stored = span._attributes
+    room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
+    if room is not None:
+        clean = longest <= room.length and len(attributes) + len(stored._dict) <= room.attributes
     else:
-        span.set_attributes(attributes)
+        clean = span._end_time is None and takes_clean(span, len(attributes) + len(stored), longest, events=False)
+    if clean:
+        with stored._lock:
+            if span._end_time is None:
+                stored._dict.update(attributes)
+                return
+    span.set_attributes(attributes)
 
 
 def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
     """``span.add_event(name, attributes, time_ns)``, for attributes valid already."""
-    if span._end_time is None and takes_clean(span, len(attributes), longest, events=True):
+    room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
+    if room is not None:  # and its events a plain list: within its bound, or the SDK's call drops one
+        clean = len(attributes) <= room.event_attributes and longest <= room.event_length \
+            and len(span._events) < room.events
+    else:
+        clean = span._end_time is None and takes_clean(span, len(attributes), longest, events=True)
+    if clean:
         event = _new(Event)  # the SDK's Event, its three fields set without two constructors' calls
         event._name = name
         event._timestamp = time_ns
         event._attributes = attributes
-        span._events.append(event)  # a BoundedList: the SDK's own limit
-    else:
-        span.add_event(name, attributes, timestamp=time_ns)
+        with span._lock:
+            if span._end_time is None:
+                span._events.append(event)  # an SDK span's BoundedList keeps the SDK's own limit
+                return
+    span.add_event(name, attributes, timestamp=time_ns)
 
 
 def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes: dict[str, Any],
@@ -120,44 +135,23 @@ def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes:
     return made
 
 
-class EventList(BoundedList):
-    """The SDK's ``BoundedList`` of a span's events, on a plain list rather than a deque.
+class Room(NamedTuple):
+    """A tracer's ``SpanLimits`` as numbers to compare with (``sys.maxsize`` where unlimited): what a
+    request span takes as it is, read without a call."""
 
-    A deque allocates a block of 64 slots (with the C allocator, not Python's small-object one)
-    the moment it is made: that was the costliest part of making a request span, which holds two
-    or three events. The bound and its counting are the SDK's: when full, the oldest event goes
-    and ``dropped`` counts it.
-    """
+    attributes: int
+    length: int
+    events: int
+    event_attributes: int
+    event_length: int
 
-    def __init__(self, maxlen: int | None, lock: Any = None) -> None:  # noqa: BoundedList's makes a deque
-        self.dropped = 0
-        self.maxlen = maxlen
-        self._dq = []  # the name BoundedList's own methods read
-        self._lock = lock if lock is not None else _Lock()
+    @classmethod
+    def of(cls, limits: Any) -> "Room":
+        def most(limit: int | None) -> int:
+            return sys.maxsize if limit is None else limit
 
-    def append(self, item: Any) -> None:
-        with self._lock:
-            if self.maxlen is not None and len(self._dq) >= self.maxlen:
-                self.dropped += 1
-                if not self.maxlen:
-                    return
-                del self._dq[0]
-            self._dq.append(item)
-
-    def extend(self, seq: Any) -> None:
-        for item in seq:
-            self.append(item)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({list(self._dq)}, maxlen={self.maxlen})"
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> "EventList":
-        copy_ = EventList(self.maxlen)
-        memo[id(self)] = copy_
-        with self._lock:
-            copy_.dropped = self.dropped
-            copy_._dq = copy.deepcopy(self._dq, memo)
-        return copy_
+        return cls(most(limits.max_span_attributes), most(limits.max_span_attribute_length),
+                   most(limits.max_events), most(limits.max_event_attributes), most(limits.max_attribute_length))
 
 
 #: The samplers a ``ParentBased`` sampler delegates to, and the SDK's defaults for each.
@@ -198,6 +192,7 @@ class RequestSpan(_Span):
     _set_status_on_exception = True
     _record_end_metrics = None  # the SDK's own self-metrics are off (the default): nothing to call
     _links = _NO_LINKS  # a request span seldom gets links: the list is made by the first one
+    _dropped_events = 0  # counted by _add_event once the events reach SpanLimits.max_events
     #: While set (to the request state holding the span), ``end()`` does nothing and the span stays
     #: open: see ``otel_setup.hold_end``. Set at ``made()``, so holding adds no field.
     _hold: Any = None
@@ -210,11 +205,12 @@ class RequestSpan(_Span):
             "_span_processor": tracer.span_processor, "_limits": limits,
             "_instrumentation_info": tracer.instrumentation_info,
             "_instrumentation_scope": tracer._instrumentation_scope,
-            "_max_events": limits.max_events, "_max_links": limits.max_links,
+            "_max_links": limits.max_links, "_room": Room.of(limits),
             "_max_attributes": limits.max_span_attributes,
             "_max_attribute_length": limits.max_span_attribute_length})
 
-    _max_events = _max_links = _max_attributes = _max_attribute_length = None
+    _max_links = _max_attributes = _max_attribute_length = None
+    _room: Room | None = None  # for_tracer's subclass: its tracer's limits
 
     @classmethod
     def made(cls, name: str, context: SpanContext, parent: SpanContext | None,
@@ -243,7 +239,7 @@ class RequestSpan(_Span):
             span._attributes = BoundedAttributes(cls._max_attributes, attributes, immutable=False,
                                                  max_value_len=cls._max_attribute_length)
             span._attributes._lock = lock
-        span._events = EventList(cls._max_events, lock)
+        span._events = []  # bounded by add_event and _add_event: the SDK's deque costs more to make
         return span
 
     def set_attribute(self, key: str, value: Any) -> None:
@@ -253,6 +249,22 @@ class RequestSpan(_Span):
         if self._end_time is None and self._attributes._dict.get(key, _MISSING) is value:
             return
         super().set_attribute(key, value)
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped_events
+
+    @_check_span_ended  # the SDK's: under the span's lock, refused once the span has ended
+    def _add_event(self, event: Any) -> None:
+        """The SDK's ``BoundedList.append`` on the span's plain list: when full, the oldest event goes
+        and ``dropped_events`` counts it."""
+        events = self._events
+        if len(events) >= self._room.events:
+            self._dropped_events += 1
+            if not self._room.events:
+                return
+            del events[0]
+        events.append(event)
 
     def _add_link(self, link: Any) -> None:
         if self._links is _NO_LINKS:
@@ -272,7 +284,9 @@ class RequestSpan(_Span):
             self._attributes._immutable = True
         if self._record_end_metrics:
             self._record_end_metrics()
-        processor = _only_processor(self._span_processor)
+        processor = self._span_processor
+        if type(processor) is SynchronousMultiSpanProcessor and len(processor._span_processors) == 1:
+            processor = processor._span_processors[0]  # the usual export queue, without the SDK's loop
         if type(processor)._on_ending not in _NO_OP_ON_ENDING:
             processor._on_ending(self)
         processor.on_end(self)
@@ -301,11 +315,14 @@ class ServerSpans:
         if not self.direct:
             return tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
                                      start_time=start_time)
-        parent_context = trace.get_current_span(parent).get_span_context()
         if not tracer._is_enabled():
-            return trace.NonRecordingSpan(parent_context)
+            return trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context())
+        # An empty context (no caller's traceparent, no span around the request: the common case) holds
+        # no parent span; ``None`` means the current context, which may.
+        empty = parent is not None and not parent
+        parent_context = None if empty else trace.get_current_span(parent).get_span_context()
         ids = tracer.id_generator
-        if not parent_context.is_valid:
+        if parent_context is None or not parent_context.is_valid:
             parent_context = None
             if self._default_root:  # the common case: a root span, sampled, random ids, no trace state
                 return self._made(name, _root_context(), None, attributes, start_time, parent,
@@ -332,13 +349,16 @@ class ServerSpans:
     def _made(self, name: str, span_context: SpanContext, parent_context: SpanContext | None,
               attributes: dict[str, Any], start_time: int, parent: Any, decision: Any) -> Any:
         longest = self._longest if self._longest is not None else longest_text(attributes)
-        clean = longest is not None and fits(self._tracer._span_limits, len(attributes), longest, events=False)
+        room = self._span_class._room
+        clean = longest is not None and longest <= room.length and len(attributes) <= room.attributes
         span = self._span_class.made(name, span_context, parent_context, attributes, clean)
         if self._metrics is not None:
             span._record_end_metrics = self._metrics.start_span(parent_context, decision)
         # What span.start() does, less its lock: no one else has the span yet.
         span._start_time = start_time if start_time is not None else time_ns()
-        processor = _only_processor(span._span_processor)
+        processor = span._span_processor
+        if type(processor) is SynchronousMultiSpanProcessor and len(processor._span_processors) == 1:
+            processor = processor._span_processors[0]  # the usual export queue, without the SDK's loop
         if type(processor).on_start not in _NO_OP_ON_START:
             processor.on_start(span, parent_context=parent)
         return span
@@ -361,13 +381,6 @@ def _root_context() -> SpanContext:
 _NO_OP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
 _NO_OP_ON_ENDING = frozenset({SpanProcessor._on_ending, BatchSpanProcessor._on_ending,
                               SimpleSpanProcessor._on_ending})
-
-
-def _only_processor(processors: Any) -> Any:
-    """The provider's span processor when it has only one (its usual export queue), rather than
-    the SDK's loop over all of them; read each time, since an app may add one at any time."""
-    chain = getattr(processors, "_span_processors", None)
-    return chain[0] if chain is not None and len(chain) == 1 else processors
 
 
 class ServerSpanProvider:

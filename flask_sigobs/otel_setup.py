@@ -19,6 +19,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Status, StatusCode
 
 from .config import ConfigError
@@ -238,7 +239,8 @@ def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
     from opentelemetry.sdk.trace import Event
 
     with span._lock:
-        stored = events._dq  # BoundedList: the SDK offers no way to edit a recorded event
+        # The SDK's BoundedList, or a request span's plain list: the SDK offers no way to edit a recorded event.
+        stored = events._dq if isinstance(events, BoundedList) else events
         for index, event in enumerate(list(stored)):
             attributes = event.attributes or {}
             changed = {}

@@ -59,10 +59,11 @@ class RequestState:
 
 def hex_ids(span: Any) -> tuple[str | None, str | None]:
     """The span's trace and span ids as Jaeger and the log lines spell them (None when invalid)."""
-    context = span.get_span_context()
-    if not context.is_valid:
+    # A SpanContext is a tuple (trace_id, span_id, is_remote, trace_flags, trace_state, is_valid):
+    # unpacked, its fields are read without a property call each.
+    trace_id, span_id, _, _, _, is_valid = span.get_span_context()
+    if not is_valid:
         return None, None
-    trace_id, span_id = context[:2]  # a SpanContext is a tuple: its fields without two property calls
     return "%032x" % trace_id, "%016x" % span_id  # format() would parse its spec each time
 
 

@@ -31,6 +31,7 @@ import weakref
 from typing import Any, Sequence
 
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import TraceFlags
 
 from .config import ConfigError
 from .errors import Tally, failures, logger
@@ -150,8 +151,8 @@ class ExportQueue(BatchSpanProcessor):
         self.abandoned = 0
 
     def on_end(self, span: Any) -> None:
-        context = span.context
-        if not (context and context.trace_flags.sampled):
+        context = span._context  # a ReadableSpan's; its properties would be three calls
+        if not (context and context[3] & TraceFlags.SAMPLED):  # a SpanContext is a tuple: [3] its flags
             return
         queue = self._queue
         batch = self._batch_processor

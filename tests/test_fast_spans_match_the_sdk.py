@@ -62,7 +62,7 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
                 assert sdk is noop, "without self-metrics the SDK holds its no-op: nothing to record"
                 continue
             assert mine == sdk, name
-    assert isinstance(ours._events, BoundedList) and ours._events.maxlen == theirs._events._dq.maxlen
+    assert ours._events == [] and ours._room.events == theirs._events._dq.maxlen, "a plain list, the SDK's bound"
     for span in (ours, theirs):
         span.add_link(trace.SpanContext(7, 8, is_remote=True), {"link.kind": "follows"})
     assert type(ours._links) is type(theirs._links) and ours._links._dq.maxlen == theirs._links._dq.maxlen
@@ -73,7 +73,7 @@ def test_a_request_span_has_every_field_the_sdk_constructor_sets():
         (theirs._attributes.maxlen, theirs._attributes.max_value_len)
     mine, sdk = ours._attributes, theirs._attributes
     assert type(mine) is type(sdk) and set(vars(mine)) == set(vars(sdk)), "the SDK's container, every field"
-    assert mine.dropped == sdk.dropped == 0 and ours._events.dropped == theirs._events.dropped == 0
+    assert mine.dropped == sdk.dropped == 0 and ours.dropped_events == theirs.dropped_events == 0
     assert ours._attributes._dict == theirs._attributes._dict
     assert ours._attributes._immutable is theirs._attributes._immutable is False
     fastspan.add_event(ours, "flask.request_started", {"request.id": "r1"}, 5, 1100)
@@ -243,7 +243,7 @@ def test_one_lock_guards_a_request_span_its_attributes_and_its_events():
     for clean in (True, False):
         span = fastspan.ServerSpans(made.get_tracer("flask_sigobs"), 1100 if clean else None).start(
             "GET /", None, {**ATTRIBUTES, "odd": [1, 2]} if not clean else dict(ATTRIBUTES), None)
-        assert span._lock is span._attributes._lock is span._events._lock
+        assert span._lock is span._attributes._lock and type(span._events) is list, "the span's lock guards its events"
 
         def calls(i: int) -> None:
             for round_ in range(50):
@@ -269,24 +269,30 @@ def test_one_lock_guards_a_request_span_its_attributes_and_its_events():
         assert finished.events[-1].name == "exception"
 
 
-@pytest.mark.parametrize("maxlen", [None, 0, 1, 3])
-def test_the_event_list_keeps_the_sdk_bounded_lists_bound(maxlen):
+@pytest.mark.parametrize("max_events", [SpanLimits.UNSET, 0, 1, 3])
+def test_the_request_spans_events_keep_the_sdks_bound(max_events):
     """The request span's events are on a plain list, not the SDK's deque: the same bound, the
-    oldest dropped first and counted, the same reads."""
-    import copy
-
-    ours, sdk = fastspan.EventList(maxlen), BoundedList(maxlen)
-    for container in (ours, sdk):
-        for item in range(5):
-            container.append(item)
-        container.extend([5, 6])
-    assert list(ours) == list(sdk) and len(ours) == len(sdk) and ours.dropped == sdk.dropped
-    if len(sdk):
-        assert ours[0] == sdk[0] and ours[-1] == sdk[-1]
-    clone = copy.deepcopy(ours)
-    clone.append(7)
-    assert list(ours) == list(sdk), "a deep copy is its own list"
-    assert isinstance(clone, fastspan.EventList) and repr(ours).startswith("EventList([")
+    oldest dropped first and counted, whichever way an event comes (the short way, the SDK's
+    ``add_event``, a recorded exception)."""
+    made, exporter = provider(span_limits=SpanLimits(max_events=max_events))
+    tracer = made.get_tracer("flask_sigobs")
+    for fast in (True, False):
+        if fast:
+            span = fastspan.ServerSpans(tracer, 1100).start("GET /", None, dict(ATTRIBUTES), None)
+        else:
+            span = tracer.start_span("GET /", kind=SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+        for number in range(5):
+            fastspan.add_event(span, f"short.{number}", {"n": number}, number, 1100)
+            span.add_event(f"sdk.{number}", {"n": number}, timestamp=number)
+        span.record_exception(ValueError("last"), timestamp=9)
+        span.end()
+        fastspan.add_event(span, "after.the.end", {}, 10, 1100)
+    ours, theirs = exporter.get_finished_spans()
+    assert isinstance(ours, fastspan.RequestSpan) and not isinstance(theirs, fastspan.RequestSpan)
+    assert [event.name for event in ours.events] == [event.name for event in theirs.events]
+    assert ours.dropped_events == theirs.dropped_events == (0 if max_events is SpanLimits.UNSET else 11 - max_events)
+    assert len(ours.events) == (11 if max_events is SpanLimits.UNSET else max_events)
+    assert exported(ours) == exported(theirs)
 
 
 def _instrumented_spans(tracer_provider, exporter) -> list:
