@@ -102,7 +102,7 @@ def test_zero_writes_each_line_at_once(tmp_path):
 
 def test_writes_to_a_pipe_hold_whole_lines_within_pipe_buf():
     lines = [b"x" * size for size in (10, 4000, 100, 5000, 3000, 1, 4094, 4095)]
-    chunks = list(_chunks(lines, select.PIPE_BUF))
+    chunks = list(_chunks(bytearray(b"".join(line + b"\n" for line in lines)), select.PIPE_BUF))
     assert b"".join(chunks) == b"".join(line + b"\n" for line in lines), "every line, in order, whole"
     for chunk in chunks:
         assert chunk.endswith(b"\n")
