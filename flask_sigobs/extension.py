@@ -1,7 +1,7 @@
 """``SigObs``: the Flask extension, and the per-app runtime that turns signals into events.
 
-The path of one event: a receiver below (guarded, strongly referenced) builds its attributes with
-``events`` (cleaned by ``redaction``), :meth:`AppRuntime.emit` ties it to its request's state and
+The path of one event: a receiver below (guarded, strongly referenced; the two every request runs
+guard themselves) builds its attributes with ``events`` (cleaned by ``redaction``), :meth:`AppRuntime.emit` ties it to its request's state and
 span, then the ``logsink`` writes the JSON line and the ``tracesink`` adds the span event.
 """
 
@@ -37,10 +37,13 @@ def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
         try:
             receiver(*args, **kwargs)
         except Exception as exc:
-            report_once(("receiver", name, type(exc)), "flask-sigobs receiver for %s failed: %r",
-                        name, exc, exc_info=True)
+            receiver_failed(name, exc)
 
     return call
+
+
+def receiver_failed(name: str, exc: Exception) -> None:
+    report_once(("receiver", name, type(exc)), "flask-sigobs receiver for %s failed: %r", name, exc, exc_info=True)
 
 
 class AppRuntime:
@@ -78,10 +81,14 @@ class AppRuntime:
         enabled = self.settings.signals
         always = {"request_started", "request_finished"}  # they carry request id and state
         for name, spec in catalogue.SIGNALS.items():
-            if name in enabled or name in always:
+            if name in always:  # every request runs these two: they guard themselves, a call less each
+                receiver = functools.partial(getattr(AppRuntime, f"on_{name}"), self)
+            elif name in enabled:
                 receiver = guarded(getattr(self, f"on_{name}"), f"flask.{name}")
-                spec.signal.connect(receiver, sender=self.app)  # weak: self._receivers keeps it
-                self._receivers.append((spec.signal, receiver))
+            else:
+                continue
+            spec.signal.connect(receiver, sender=self.app)  # weak: self._receivers keeps it
+            self._receivers.append((spec.signal, receiver))
         self._enabled = {name: name in enabled for name in catalogue.SIGNALS}
         self._levels = dict(self.settings.signal_levels)
 
@@ -115,7 +122,8 @@ class AppRuntime:
 
     def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """Outermost: creates the request state, and ends the span once everything is said."""
-        if self.excluded(environ.get("PATH_INFO", "")):
+        excluded = self._excluded_match  # self.excluded(path), without the call
+        if excluded is not None and excluded(environ.get("PATH_INFO", "")) is not None:
             environ[STATE_KEY] = EXCLUDED
             return self._excluded_wsgi(environ, start_response)
         state = self._new_state(environ)
@@ -267,16 +275,20 @@ class AppRuntime:
         self._context_event("appcontext_pushed", {})
 
     def on_request_started(self, sender: Any, **_: Any) -> None:
-        state = current.get() or self.state()  # the set state without a call
-        if state is None or state is EXCLUDED:
-            return
-        request = flask.request._get_current_object()  # type: ignore[attr-defined]
-        state.base = events.request_attributes(request, state, self.redactor, self.settings.trusted_proxies)
-        if self.span_source is not None and state.span is None:
-            self.span_source.start(state, request, state.started_ns)
-        if self._enabled["request_started"]:  # the event only reads base: no copy
-            self.emit("flask.request_started", self._levels["request_started"], state.base, state,
-                      span_attributes={"request.id": state.request_id})
+        """Guards itself (connected without ``guarded``): every request runs it."""
+        try:
+            state = current.get() or self.state()  # the set state without a call
+            if state is None or state is EXCLUDED:
+                return
+            request = flask.request._get_current_object()  # type: ignore[attr-defined]
+            state.base = events.request_attributes(request, state, self.redactor, self.settings.trusted_proxies)
+            if self.span_source is not None and state.span is None:
+                self.span_source.start(state, request, state.started_ns)
+            if self._enabled["request_started"]:  # the event only reads base: no copy
+                self.emit("flask.request_started", self._levels["request_started"], state.base, state,
+                          span_attributes={"request.id": state.request_id})
+        except Exception as exc:
+            receiver_failed("flask.request_started", exc)
 
     def on_before_render_template(self, sender: Any, template: Any, **_: Any) -> None:
         self._context_event("before_render_template", {"template.name": self._template_name(template)})
@@ -301,26 +313,30 @@ class AppRuntime:
         self._request_event("got_request_exception", attributes, state, exception)
 
     def on_request_finished(self, sender: Any, response: Any, **_: Any) -> None:
-        state = current.get() or self.state()  # the set state without a call
-        if state is None or state is EXCLUDED:
-            return
-        state.finished = True
-        response.headers[self.settings.request_id_header] = state.request_id
-        if state.user_id is None and getattr(sender, "login_manager", None) is not None:
-            user = flask.g.get("_login_user")  # Flask-Login's current user, if it was loaded
-            if user is not None and getattr(user, "is_authenticated", False):
-                state.user_id = events.user_id(user, self.redactor)
-        if state.base is None:
-            state.base = events.request_attributes(flask.request, state, self.redactor,
-                                                   self.settings.trusted_proxies)
-        attributes, outcome = events.finished_attributes(state, response)
-        if self.span_source is not None:
-            self.span_source.response(state, response.status_code)
-        level = self._levels["request_finished"]
-        if response.status_code >= 500:
-            level = max(level, logging.ERROR)
-        if self._enabled["request_finished"]:
-            self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome)
+        """Guards itself, like ``on_request_started``."""
+        try:
+            state = current.get() or self.state()  # the set state without a call
+            if state is None or state is EXCLUDED:
+                return
+            state.finished = True
+            response.headers[self.settings.request_id_header] = state.request_id
+            if state.user_id is None and getattr(sender, "login_manager", None) is not None:
+                user = flask.g.get("_login_user")  # Flask-Login's current user, if it was loaded
+                if user is not None and getattr(user, "is_authenticated", False):
+                    state.user_id = events.user_id(user, self.redactor)
+            if state.base is None:
+                state.base = events.request_attributes(flask.request, state, self.redactor,
+                                                       self.settings.trusted_proxies)
+            attributes, outcome = events.finished_attributes(state, response)
+            if self.span_source is not None:
+                self.span_source.response(state, response.status_code)
+            level = self._levels["request_finished"]
+            if response.status_code >= 500:
+                level = max(level, logging.ERROR)
+            if self._enabled["request_finished"]:
+                self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome)
+        except Exception as exc:
+            receiver_failed("flask.request_finished", exc)
 
     def on_request_tearing_down(self, sender: Any, exc: BaseException | None = None, **_: Any) -> None:
         attributes = {"exception.type": events.exception_type(exc)} if exc is not None else {}

@@ -121,20 +121,6 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
     span.add_event(name, attributes, timestamp=time_ns)
 
 
-def _clean_attributes(maxlen: int | None, max_value_len: int | None, attributes: dict[str, Any],
-                      lock: Any) -> BoundedAttributes:
-    """The SDK's ``BoundedAttributes(maxlen, attributes, immutable=False, max_value_len=...)`` for
-    values valid already and no more of them than ``maxlen``: its fields set, nothing cleaned again."""
-    made = _new(BoundedAttributes)
-    made._dict = dict(attributes)
-    made.maxlen = maxlen
-    made.dropped = 0
-    made.max_value_len = max_value_len
-    made._lock = lock
-    made._immutable = False
-    return made
-
-
 class Room(NamedTuple):
     """A tracer's ``SpanLimits`` as numbers to compare with (``sys.maxsize`` where unlimited): what a
     request span takes as it is, read without a call."""
@@ -233,8 +219,14 @@ class RequestSpan(_Span):
         span._parent = parent
         span._lock = lock = _RLock()
         span._hold = None
-        if clean:  # valid already: not validated again
-            span._attributes = _clean_attributes(cls._max_attributes, cls._max_attribute_length, attributes, lock)
+        if clean:  # the SDK's BoundedAttributes(...) with its fields set: values valid already, not cleaned again
+            span._attributes = stored = _new(BoundedAttributes)
+            stored._dict = dict(attributes)
+            stored.maxlen = cls._max_attributes
+            stored.dropped = 0
+            stored.max_value_len = cls._max_attribute_length
+            stored._lock = lock
+            stored._immutable = False
         else:
             span._attributes = BoundedAttributes(cls._max_attributes, attributes, immutable=False,
                                                  max_value_len=cls._max_attribute_length)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from flask import Flask, current_app, request
 from opentelemetry.sdk.trace.export import SpanExportResult
 
@@ -137,6 +138,33 @@ def test_a_failing_sink_never_breaks_the_request_and_is_reported_once(observe, c
     assert sum(count for key, count in errors.failures.items() if key[0] == "log") == 10
     # the span side still worked
     assert all("flask.request_finished" in [e.name for e in s.events] for s in observed.server_spans())
+
+
+@pytest.mark.parametrize("builder", ["request_attributes", "finished_attributes"])
+def test_a_failing_request_receiver_never_breaks_the_request_and_is_reported_once(observe, caplog,
+                                                                                 monkeypatch, builder):
+    """The two receivers every request runs guard themselves (they are connected without
+    ``guarded``): what fails inside either stays inside it."""
+    from flask_sigobs import errors, events
+
+    app = Flask("failing_receiver")
+    app.route("/")(lambda: "ok")
+    observed = observe(app)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("builder on fire")
+
+    monkeypatch.setattr(events, builder, explode)
+    errors.failures.clear()
+    with caplog.at_level(logging.WARNING, logger="flask_sigobs"):
+        for _ in range(3):
+            response = observed.client().get("/")
+            assert (response.status_code, response.data) == (200, b"ok")
+    reports = [r.getMessage() for r in caplog.records if r.name == "flask_sigobs" and "builder on fire" in r.getMessage()]
+    # request_finished builds the request's attributes too when request_started could not
+    failed = ["request_started", "request_finished"] if builder == "request_attributes" else ["request_finished"]
+    assert len(reports) == len(failed), reports
+    assert all(f"receiver for flask.{signal} failed" in report for signal, report in zip(failed, reports)), reports
 
 
 def test_a_full_disk_is_not_the_requests_problem(observe, caplog):
