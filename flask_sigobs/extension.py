@@ -1,8 +1,9 @@
 """``SigObs``: the Flask extension, and the per-app runtime that turns signals into events.
 
 The path of one event: a receiver below (guarded, strongly referenced; the two every request runs
-guard themselves) builds its attributes with ``events`` (cleaned by ``redaction``), :meth:`AppRuntime.emit` ties it to its request's state and
-span, then the ``logsink`` writes the JSON line and the ``tracesink`` adds the span event.
+guard themselves) builds its attributes with ``events`` (cleaned by ``redaction``),
+:meth:`AppRuntime.emit` ties it to its request's state and span, then the ``logsink`` writes the
+JSON line and the ``tracesink`` adds the span event.
 """
 
 from __future__ import annotations
