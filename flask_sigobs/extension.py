@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flask
 from blinker import ANY, Signal
 from opentelemetry import trace
+from werkzeug.datastructures import Headers
 
 from . import auth, catalogue, config, events, flask_login_bridge, otel_setup, structlog_setup
 from .errors import report_once
@@ -320,7 +321,7 @@ class AppRuntime:
             if state is None or state is EXCLUDED:
                 return
             state.finished = True
-            response.headers[self.settings.request_id_header] = state.request_id
+            put_header(response.headers, self.settings.request_id_header, state.request_id)
             if state.user_id is None and getattr(sender, "login_manager", None) is not None:
                 user = flask.g.get("_login_user")  # Flask-Login's current user, if it was loaded
                 if user is not None and getattr(user, "is_authenticated", False):
@@ -375,6 +376,24 @@ class AppRuntime:
             attributes["signal.sender"] = self.redactor.clean(sender)
         attributes.update(self.redactor.mapping(data))
         self.emit(name, level, attributes, state)
+
+
+def put_header(headers: Any, name: str, value: str) -> None:
+    """``headers[name] = value``; on werkzeug's own ``Headers``, on its list of pairs directly.
+
+    Its ``set`` checks the value for newlines (ours is a safe token: ``request_id_from``) through
+    three more Python calls: about 4,000 instructions a request more than this loop. A header of
+    that name the app set already is replaced, as ``set`` replaces it.
+    """
+    if type(headers) is not Headers:
+        headers[name] = value
+        return
+    lower = name.lower()
+    for key, _ in headers._list:
+        if key.lower() == lower:
+            headers[name] = value
+            return
+    headers._list.append((name, value))
 
 
 class _FinishOnClose:

@@ -63,6 +63,27 @@ def test_the_request_id_header_is_configurable(observe):
     assert observed.events("flask.request_finished")[0]["request.id"] == "corr-1"
 
 
+def test_the_request_id_header_replaces_the_apps_own_and_keeps_every_other_header(observe):
+    app = correlated_app()
+
+    @app.route("/own-id")
+    def own_id():
+        response = Response("mine")
+        response.headers.add("x-request-id", "the app's")  # any case, twice: one header remains
+        response.headers.add("X-REQUEST-ID", "the app's again")
+        response.headers["X-Other"] = "kept"
+        return response
+
+    observed = observe(app)
+    client = observed.client()
+    for path in ("/own-id", "/work"):
+        response = client.get(path, headers={"X-Request-ID": f"id-{path[1:]}"})
+        assert response.status_code == 200
+        assert [value for key, value in response.headers if key.lower() == "x-request-id"] == [f"id-{path[1:]}"]
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert client.get("/own-id").headers["X-Other"] == "kept"
+
+
 def test_app_structlog_lines_carry_the_request_correlation(observe):
     observed = observe(correlated_app())
     observed.client().get("/work")
