@@ -138,18 +138,20 @@ def compare(rounds: int, count: int) -> dict[str, float]:
     bare = medians["bare"]
     print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
           f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds; "
-          f"per round = the middle half of each round's own ratio to bare Flask, which a noisy moment "
-          f"shared by both sways less)")
+          f"per round = the middle half of each round's own ratio to bare Flask, and to otel, which a "
+          f"noisy moment shared by both sways less)")
     print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
-          f"spans dropped (queue full)")
+          f"{'per round':<12}spans dropped (queue full)")
+    print(f"{'':<20}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<12}{'x otel':<12}")
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
         per_round = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["bare"])])
+        per_round_otel = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["otel"])])
         dropped = drops.get(variant)
         said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry") else \
             f"{dropped[0]} of {dropped[1]}"
         print(f"{variant:<20}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
-              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{said}")
+              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{per_round_otel:<12}{said}")
     return medians
 
 
