@@ -56,12 +56,11 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     return attrs
 
 
-def finished_attributes(state: RequestState, response: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The access-log line (the request attributes plus the outcome), and the outcome alone: what
-    the span event adds to a span that has the request attributes already."""
-    outcome: dict[str, Any] = {"request.id": state.request_id, "http.response.status_code": response.status_code,
+def finished_attributes(state: RequestState, status_code: int, size: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The access-log line (the request attributes plus the outcome: status, duration, body size),
+    and the outcome alone: what the span event adds to a span that has the request attributes already."""
+    outcome: dict[str, Any] = {"request.id": state.request_id, "http.response.status_code": status_code,
                                "duration_ms": (time.perf_counter_ns() - state.started) // 1000 / 1000}
-    size = response.content_length
     if size is not None:
         outcome["http.response.body.size"] = size
     if state.user_id is not None:

@@ -84,6 +84,44 @@ def test_the_request_id_header_replaces_the_apps_own_and_keeps_every_other_heade
     assert client.get("/own-id").headers["X-Other"] == "kept"
 
 
+def test_the_access_line_reads_the_body_size_as_werkzeug_does(observe):
+    """The request id header and the body size go through werkzeug's header list directly: the
+    same answers as its own property and methods, for its own headers class and any other."""
+    from werkzeug.datastructures import Headers
+
+    class OwnHeaders(Headers):  # an app's own headers class: its methods are used, not the list
+        pass
+
+    app = correlated_app()
+
+    @app.route("/sized")
+    def sized():
+        return Response("twelve bytes")
+
+    @app.route("/bogus")
+    def bogus():
+        response = Response("body")
+        response.headers["Content-Length"] = "not a number"
+        return response
+
+    @app.route("/own")
+    def own():
+        response = Response("own headers")
+        response.headers = OwnHeaders(response.headers)
+        return response
+
+    observed = observe(app)
+    client = observed.client()
+    for path in ("/sized", "/bogus", "/own"):
+        response = client.get(path, headers={"X-Request-ID": f"id-{path[1:]}"})
+        assert response.headers["X-Request-ID"] == f"id-{path[1:]}"
+    lines = {line["url.path"]: line for line in observed.events("flask.request_finished")}
+    assert lines["/sized"]["http.response.body.size"] == 12
+    assert "http.response.body.size" not in lines["/bogus"], "werkzeug's property says None: no size"
+    assert lines["/own"]["http.response.body.size"] == len("own headers")
+    assert [lines[path]["request.id"] for path in ("/sized", "/bogus", "/own")] == ["id-sized", "id-bogus", "id-own"]
+
+
 def test_app_structlog_lines_carry_the_request_correlation(observe):
     observed = observe(correlated_app())
     observed.client().get("/work")
