@@ -56,7 +56,8 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     return attrs
 
 
-def finished_attributes(state: RequestState, status_code: int, size: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
+def finished_attributes(state: RequestState, status_code: int,
+                        size: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """The access-log line (the request attributes plus the outcome: status, duration, body size),
     and the outcome alone: what the span event adds to a span that has the request attributes already."""
     outcome: dict[str, Any] = {"request.id": state.request_id, "http.response.status_code": status_code,

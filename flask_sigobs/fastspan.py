@@ -15,6 +15,7 @@ that these shortcuts build what the SDK's own calls build.
 
 from __future__ import annotations
 
+import _thread
 import logging
 import random
 import sys
@@ -35,8 +36,7 @@ from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Stat
 _new = object.__new__
 _new_tuple = tuple.__new__  # a SpanContext is a tuple: its __new__ only checks what is known here
 _random_bits = random.getrandbits  # what the SDK's RandomIdGenerator draws its ids from
-_Lock = threading.Lock
-_RLock = threading.RLock
+_RLock = getattr(_thread, "RLock", None) or threading.RLock  # the C lock: threading.RLock is a Python call
 logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
