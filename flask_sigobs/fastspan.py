@@ -76,24 +76,25 @@ def longest_text(attributes: dict[str, Any]) -> int | None:
 _SDK_SPAN_TYPES: dict[type, bool] = {}  # isinstance() against the SDK's (abstract) Span is slow
 
 
-def takes_clean(span: Any, count: int, longest: int, events: bool) -> bool:
-    """Whether ``count`` valid attributes fit this span as they are: a span of the SDK, within its limits."""
+def _sdk_span(span: Any) -> bool:
+    """Whether ``span`` is the SDK's (its fields are the ones read below); cached per class."""
     kind = type(span)
     sdk = _SDK_SPAN_TYPES.get(kind)
     if sdk is None:
         sdk = _SDK_SPAN_TYPES[kind] = issubclass(kind, _Span)
-    return sdk and fits(span._limits, count, longest, events)
+    return sdk
 
 
 def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
     """``span.set_attributes(attributes)``, for attributes valid already."""
-    stored = span._attributes
     room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
     if room is not None:
-        clean = longest <= room.length and len(attributes) + len(stored._dict) <= room.attributes
-    else:
-        clean = span._end_time is None and takes_clean(span, len(attributes) + len(stored), longest, events=False)
+        clean = longest <= room.length and len(attributes) + len(span._attributes._dict) <= room.attributes
+    else:  # another SDK span: its limits; any other span: its own method
+        clean = _sdk_span(span) and span._end_time is None \
+            and fits(span._limits, len(attributes) + len(span._attributes), longest, events=False)
     if clean:
+        stored = span._attributes
         with stored._lock:
             if span._end_time is None:
                 stored._dict.update(attributes)
@@ -107,8 +108,9 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
     if room is not None:  # and its events a plain list: within its bound, or the SDK's call drops one
         clean = len(attributes) <= room.event_attributes and longest <= room.event_length \
             and len(span._events) < room.events
-    else:
-        clean = span._end_time is None and takes_clean(span, len(attributes), longest, events=True)
+    else:  # another SDK span: its limits; any other span: its own method
+        clean = _sdk_span(span) and span._end_time is None \
+            and fits(span._limits, len(attributes), longest, events=True)
     if clean:
         event = _new(Event)  # the SDK's Event, its three fields set without two constructors' calls
         event._name = name

@@ -295,6 +295,31 @@ def test_the_request_spans_events_keep_the_sdks_bound(max_events):
     assert exported(ours) == exported(theirs)
 
 
+def test_a_span_that_is_not_the_sdks_gets_its_own_calls():
+    """A tracer provider of another kind makes spans without the SDK's fields: the short way
+    leaves them alone and calls their own methods."""
+
+    class OtherSpan(trace.NonRecordingSpan):
+        def __init__(self) -> None:
+            super().__init__(trace.INVALID_SPAN_CONTEXT)
+            self.calls = []
+
+        def is_recording(self) -> bool:
+            return True
+
+        def set_attributes(self, attributes) -> None:
+            self.calls.append(("set_attributes", dict(attributes)))
+
+        def add_event(self, name, attributes=None, timestamp=None) -> None:
+            self.calls.append(("add_event", name, dict(attributes or {}), timestamp))
+
+    span = OtherSpan()
+    fastspan.set_attributes(span, {"http.response.status_code": 200}, 1100)
+    fastspan.add_event(span, "flask.request_finished", {"request.id": "r1"}, 5, 1100)
+    assert span.calls == [("set_attributes", {"http.response.status_code": 200}),
+                          ("add_event", "flask.request_finished", {"request.id": "r1"}, 5)]
+
+
 def _instrumented_spans(tracer_provider, exporter) -> list:
     """The spans opentelemetry-instrumentation-flask makes for a few requests with ``tracer_provider``."""
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
