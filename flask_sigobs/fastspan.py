@@ -105,9 +105,8 @@ def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
 def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
     """``span.add_event(name, attributes, time_ns)``, for attributes valid already."""
     room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
-    if room is not None:  # and its events a plain list: within its bound, or the SDK's call drops one
-        clean = len(attributes) <= room.event_attributes and longest <= room.event_length \
-            and len(span._events) < room.events
+    if room is not None:
+        clean = len(attributes) <= room.event_attributes and longest <= room.event_length
     else:  # another SDK span: its limits; any other span: its own method
         clean = _sdk_span(span) and span._end_time is None \
             and fits(span._limits, len(attributes), longest, events=True)
@@ -117,8 +116,11 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
         event._timestamp = time_ns
         event._attributes = attributes
         with span._lock:
-            if span._end_time is None:
-                span._events.append(event)  # an SDK span's BoundedList keeps the SDK's own limit
+            # A RequestSpan's events are a plain list: appended within its bound, checked under the
+            # lock (when full, the SDK's call below drops the oldest); an SDK span's BoundedList
+            # keeps the SDK's own limit.
+            if span._end_time is None and (room is None or len(span._events) < room.events):
+                span._events.append(event)
                 return
     span.add_event(name, attributes, timestamp=time_ns)
 
