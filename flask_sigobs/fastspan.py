@@ -46,12 +46,23 @@ _TRACER_FIELDS = ("_is_enabled", "id_generator", "sampler", "resource", "span_pr
                   "instrumentation_info", "_span_limits", "_instrumentation_scope")
 
 
-def fits(limits: Any, count: int, longest: int, events: bool) -> bool:
-    """Whether ``count`` valid attributes, none longer than ``longest``, are within ``limits``
-    (the SDK's ``SpanLimits``) for a span event (``events``) or the span itself."""
-    length = limits.max_attribute_length if events else limits.max_span_attribute_length
-    most = limits.max_event_attributes if events else limits.max_span_attributes
-    return (length is None or length >= longest) and (most is None or count <= most)
+class Room(NamedTuple):
+    """A tracer's ``SpanLimits`` as numbers to compare with (``sys.maxsize`` where unlimited): what a
+    span takes as it is. A request span's class holds its tracer's, read without a call."""
+
+    attributes: int
+    length: int
+    events: int
+    event_attributes: int
+    event_length: int
+
+    @classmethod
+    def of(cls, limits: Any) -> "Room":
+        def most(limit: int | None) -> int:
+            return sys.maxsize if limit is None else limit
+
+        return cls(most(limits.max_span_attributes), most(limits.max_span_attribute_length),
+                   most(limits.max_events), most(limits.max_event_attributes), most(limits.max_attribute_length))
 
 
 #: The value types a span attribute holds as they are (the SDK also takes flat sequences of one of them).
@@ -61,7 +72,7 @@ PRIMITIVES = (str, bool, int, float)
 def longest_text(attributes: dict[str, Any]) -> int | None:
     """The length of the longest text among ``attributes`` when the SDK would keep every one as it
     is (text keys, single values of the four primitive types exactly: a subclass may convert
-    differently); ``None`` when it would not. With :func:`fits`, a check of types and lengths where
+    differently); ``None`` when it would not. With a :class:`Room`, a check of types and lengths where
     the SDK's own pass validates and copies each value."""
     longest = 0
     for key, value in attributes.items():
@@ -85,18 +96,19 @@ def _sdk_span(span: Any) -> bool:
     return sdk
 
 
+def _sdk_room(span: Any) -> Room | None:
+    """The limits of an SDK span not made here (read from its tracer's ``SpanLimits`` now); ``None``
+    for a span that is not the SDK's: its own methods take the values."""
+    return Room.of(span._limits) if _sdk_span(span) else None
+
+
 def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
     """``span.set_attributes(attributes)``, for attributes valid already."""
-    room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
-    if room is not None:
-        clean = longest <= room.length and len(attributes) + len(span._attributes._dict) <= room.attributes
-    else:  # another SDK span: its limits; any other span: its own method
-        clean = _sdk_span(span) and span._end_time is None \
-            and fits(span._limits, len(attributes) + len(span._attributes), longest, events=False)
-    if clean:
+    room = getattr(span, "_room", None) or _sdk_room(span)  # a RequestSpan's: read once per tracer
+    if room is not None and longest <= room.length:
         stored = span._attributes
-        with stored._lock:
-            if span._end_time is None:
+        with stored._lock:  # the count is checked where the values go in
+            if span._end_time is None and len(attributes) + len(stored._dict) <= room.attributes:
                 stored._dict.update(attributes)
                 return
     span.set_attributes(attributes)
@@ -104,44 +116,18 @@ def set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
 
 def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
     """``span.add_event(name, attributes, time_ns)``, for attributes valid already."""
-    room = getattr(span, "_room", None)  # a RequestSpan's limits, read once per tracer
-    if room is not None:
-        clean = len(attributes) <= room.event_attributes and longest <= room.event_length
-    else:  # another SDK span: its limits; any other span: its own method
-        clean = _sdk_span(span) and span._end_time is None \
-            and fits(span._limits, len(attributes), longest, events=True)
-    if clean:
+    room = getattr(span, "_room", None) or _sdk_room(span)  # a RequestSpan's: read once per tracer
+    if room is not None and len(attributes) <= room.event_attributes and longest <= room.event_length:
         event = _new(Event)  # the SDK's Event, its three fields set without two constructors' calls
         event._name = name
         event._timestamp = time_ns
         event._attributes = attributes
-        with span._lock:
-            # A RequestSpan's events are a plain list: appended within its bound, checked under the
-            # lock (when full, the SDK's call below drops the oldest); an SDK span's BoundedList
-            # keeps the SDK's own limit.
-            if span._end_time is None and (room is None or len(span._events) < room.events):
+        with span._lock:  # the bound is checked where the event goes in
+            if span._end_time is None and len(span._events) < room.events:
                 span._events.append(event)
                 return
+    # Ended, full (the SDK's call drops the oldest event and counts it), or values the SDK must check.
     span.add_event(name, attributes, timestamp=time_ns)
-
-
-class Room(NamedTuple):
-    """A tracer's ``SpanLimits`` as numbers to compare with (``sys.maxsize`` where unlimited): what a
-    request span takes as it is, read without a call."""
-
-    attributes: int
-    length: int
-    events: int
-    event_attributes: int
-    event_length: int
-
-    @classmethod
-    def of(cls, limits: Any) -> "Room":
-        def most(limit: int | None) -> int:
-            return sys.maxsize if limit is None else limit
-
-        return cls(most(limits.max_span_attributes), most(limits.max_span_attribute_length),
-                   most(limits.max_events), most(limits.max_event_attributes), most(limits.max_attribute_length))
 
 
 #: The samplers a ``ParentBased`` sampler delegates to, and the SDK's defaults for each.
@@ -384,7 +370,7 @@ class ServerSpanProvider:
     instruments the app: its tracers start the request's server span the short way.
 
     The instrumentation's span is then a :class:`RequestSpan`, the SDK's class. Its attributes are
-    the instrumentation's, not ours: :func:`longest_text` and :func:`fits` check their types and
+    the instrumentation's, not ours: :func:`longest_text` and the tracer's :class:`Room` check their types and
     lengths, and any they do not pass go through the SDK's container. Every other span (kinds
     other than server, links, another tracer's) comes from the SDK's own ``start_span``.
     ``tests/test_fast_spans_match_the_sdk.py`` holds the exported span to the one the SDK makes.

@@ -295,6 +295,30 @@ def test_the_request_spans_events_keep_the_sdks_bound(max_events):
     assert exported(ours) == exported(theirs)
 
 
+@pytest.mark.parametrize("room", [0, 1])
+def test_attributes_set_the_short_way_keep_the_sdks_bound(room):
+    """A span with no room (or one place) left for attributes: what the short way sets goes through
+    the SDK's container, which drops the oldest and counts it, as the SDK's own call does."""
+    limit = len(ATTRIBUTES) + room
+    made, exporter = provider(span_limits=SpanLimits(max_span_attributes=limit))
+    tracer = made.get_tracer("flask_sigobs")
+    for how in ("short way, request span", "short way, SDK span", "SDK"):
+        if how == "short way, request span":
+            span = fastspan.ServerSpans(tracer, 1100).start("GET /", None, dict(ATTRIBUTES), None)
+        else:
+            span = tracer.start_span("GET /", kind=SpanKind.SERVER, attributes=dict(ATTRIBUTES))
+        if how == "SDK":
+            span.set_attributes({"http.response.status_code": 200, "enduser.id": "alice"})
+        else:
+            fastspan.set_attributes(span, {"http.response.status_code": 200, "enduser.id": "alice"}, 1100)
+        span.end()
+    finished = exporter.get_finished_spans()
+    assert isinstance(finished[0], fastspan.RequestSpan)
+    assert len({tuple(span.attributes.items()) for span in finished}) == 1, [dict(s.attributes) for s in finished]
+    assert [span.dropped_attributes for span in finished] == [2 - room] * 3
+    assert len(finished[0].attributes) == limit
+
+
 def test_a_span_that_is_not_the_sdks_gets_its_own_calls():
     """A tracer provider of another kind makes spans without the SDK's fields: the short way
     leaves them alone and calls their own methods."""
