@@ -136,7 +136,7 @@ class LineWriter:
         finally:
             self._write_lock.release()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes | bytearray) -> None:
         try:
             if self._fd is not None:
                 view = memoryview(data)
@@ -192,20 +192,20 @@ def _encoded(message: str | bytes) -> bytes:
     return message if isinstance(message, bytes) else message.encode("utf-8", "replace")
 
 
-def _chunks(lines: bytes | bytearray, limit: int) -> Iterator[bytes]:
+def _chunks(lines: bytes | bytearray, limit: int) -> Iterator[bytes | bytearray]:
     """Newline-terminated ``lines`` in writes of whole lines, each at most ``limit`` bytes (a line
-    longer than that goes alone)."""
+    longer than that goes alone). Each is a slice of ``lines``: one copy, which ``write`` takes."""
     start, size = 0, len(lines)
     while start < size:
         end = start + limit
         if end >= size:
-            yield bytes(lines[start:])
+            yield lines[start:]
             return
         cut = lines.rfind(b"\n", start, end)  # the last line that ends within the limit
         if cut < 0:  # a line longer than the limit: alone
             cut = lines.find(b"\n", end - 1)
             cut = size - 1 if cut < 0 else cut
-        yield bytes(lines[start:cut + 1])
+        yield lines[start:cut + 1]
         start = cut + 1
 
 
