@@ -357,12 +357,16 @@ class RequestSink:
         batch = self._batch
         if not batch.kinds:
             return
+        # Emptied once its output is made, before it is written: after Ctrl-C, which can strike
+        # between any two lines, no request is shown twice.
         if self.pool is not None:  # one bytes object and two small arrays: cheap to send
             task = (b"\n".join(batch.lines), bytes(batch.kinds), batch.counts.tobytes(), batch.notes)
+            batch.clear()
             self._rendering.append(self.pool.start(("batch", task), 4))
         else:
-            self._write(*self.render_items((batch.lines, batch.kinds, batch.counts, batch.notes)))
-        self._batch.clear()
+            output = self.render_items((batch.lines, batch.kinds, batch.counts, batch.notes))
+            batch.clear()
+            self._write(*output)
 
     def tick(self, now: float) -> None:
         self.grouper.expire(now)
@@ -373,6 +377,7 @@ class RequestSink:
             self.close()
             self._grouping.clear()
             self._rendering.clear()
+        self._batch.settle()
         if self.pool is not None:
             self._pump(True)
         self.grouper.close_all(note)
@@ -623,10 +628,20 @@ class _Batch:
         self.kinds.append(kind)
         self.counts.append(1)
 
+    def settle(self) -> None:
+        """Drop an item left half appended: its line, kind and count go in one after the other,
+        and Ctrl-C can strike between any two."""
+        items = min(len(self.kinds), len(self.counts))
+        del self.kinds[items:]
+        del self.counts[items:]
+        del self.lines[sum(self.counts):]
+        for index in [index for index in self.notes if index >= items]:
+            del self.notes[index]
+
     def clear(self) -> None:
-        self.lines = []
-        self.kinds = bytearray()
+        self.kinds = bytearray()  # first: a clearing cut short leaves no item without its lines
         self.counts = array("I")
+        self.lines = []
         self.notes = {}
 
 
