@@ -184,3 +184,71 @@ def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
     assert process.returncode == 130, (process.returncode, errors[-2000:])
     assert errors == b"", errors[-2000:]  # no traceback
     assert b"(interrupted before its access line)" in shown.read_bytes()
+
+
+_INTERRUPTED_EVERYWHERE = r"""
+import faulthandler, io, os, sys, time
+faulthandler.dump_traceback_later(float(sys.argv[2]), exit=True)  # a hang fails, with where it hung
+from flask_sigobs.tail import parallel, sinks
+from flask_sigobs.tail.clock import Clock
+from flask_sigobs.tail.filters import FilterSet
+from flask_sigobs.tail.output import Output
+from flask_sigobs.tail.render import Renderer
+from flask_sigobs.tail.terminal import Palette
+
+path = sys.argv[1]
+data = open(path, "rb").read()
+pieces, start = [], 0
+while start < len(data):
+    end = data.index(b"\n", min(start + len(data) // 6, len(data) - 1)) + 1
+    pieces.append(parallel.Slice(path, start, end - start))
+    start = end
+
+def run(interrupt_at):
+    shown = io.BytesIO()
+    sink = sinks.RequestSink(Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True)), FilterSet(),
+                             json=False, hide_raw=False, errors_only=False, blocks=True, timeout=30.0,
+                             max_open=10_000, parallel=True)
+    parent, steps = os.getpid(), 0
+
+    def tracer(frame, event, arg):
+        nonlocal steps
+        if os.getpid() != parent or frame.f_code.co_filename != parallel.__file__:
+            return None
+        if event == "line":
+            steps += 1
+            if steps == interrupt_at:
+                raise KeyboardInterrupt
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        for piece in pieces:
+            sink.feed_slice(piece)
+        sink.finish("input ended before its access line")
+    except KeyboardInterrupt:
+        sys.settrace(None)
+        sink.interrupt()  # what the command does on Ctrl-C
+    finally:
+        sys.settrace(None)
+        sink.close()
+    return shown.getvalue(), steps
+
+whole, steps = run(None)
+assert b"/long" in whole and steps > 50, steps
+for at in [*range(1, 120), *range(120, steps + 1, 5)]:
+    shown, _ = run(at)
+    assert shown.count(b"/long") <= 1, at
+print(steps)
+"""
+
+
+def test_ctrl_c_anywhere_in_the_workers_bookkeeping_ends_without_waiting_for_them(tmp_path: Path) -> None:
+    """Ctrl-C between a piece counted as sent and its sending (or a result read and its
+    handing over) must not leave the command waiting for a result that never comes."""
+    log = tmp_path / "a.jsonl"
+    _write(log, 4, 1 << 20)
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_EVERYWHERE, str(log), "60"], capture_output=True,
+                          env=env(), cwd=ROOT, timeout=90)
+    assert done.returncode == 0, done.stderr.decode()[-3000:]
+    assert int(done.stdout) > 50

@@ -41,8 +41,8 @@ def run(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C ends at once, silently
         try:
-            if sink is not None and not isinstance(sink, LineSink):
-                sink.finish("interrupted before its access line")
+            if sink is not None:
+                sink.interrupt()
             out.flush()
         except (BrokenPipeError, KeyboardInterrupt):
             silence_stdout()

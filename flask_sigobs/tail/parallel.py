@@ -114,7 +114,6 @@ class Workers:
         self._processes: list[Any] = []
         self._waiting: list[deque[Handle]] = []
         self._load = [0] * count
-        self.broken = False  # a message cut off half way (Ctrl-C): the pipes are out of step
         for _ in range(count):
             task_out, task_in = context.Pipe(duplex=False)  # (reader, writer)
             result_out, result_in = context.Pipe(duplex=False)
@@ -138,19 +137,11 @@ class Workers:
         load[worker] += weight
         handle = Handle(self, worker, weight)
         self._waiting[worker].append(handle)
-        try:
-            self._tasks[worker].send(payload)
-        except BaseException:
-            self.broken = True
-            raise
+        self._tasks[worker].send(payload)
         return handle
 
     def _receive(self, worker: int) -> None:
-        try:
-            value = self._results[worker].recv()
-        except BaseException:
-            self.broken = True
-            raise
+        value = self._results[worker].recv()
         handle = self._waiting[worker].popleft()
         handle.value = value
         handle.done = True

@@ -111,6 +111,10 @@ class LineSink:
         if self.pool is not None:
             self.pool.drain()
 
+    def interrupt(self) -> None:
+        """After Ctrl-C: nothing more (the lines shown are shown; the blocks in flight are not
+        waited for)."""
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
@@ -373,10 +377,6 @@ class RequestSink:
         self._dispatch()
 
     def finish(self, note: str) -> None:
-        if self.pool is not None and self.pool.broken:  # Ctrl-C cut a message: the rest here
-            self.close()
-            self._grouping.clear()
-            self._rendering.clear()
         self._batch.settle()
         if self.pool is not None:
             self._pump(True)
@@ -385,10 +385,19 @@ class RequestSink:
         if self.pool is not None:
             self._pump(True)
 
+    def interrupt(self) -> None:
+        """After Ctrl-C: the requests still open, flagged. The workers are stopped first, and what
+        they hold is dropped: the interrupt may have struck inside their bookkeeping (a piece
+        counted as sent but never sent), so nothing more is waited for from them."""
+        self.close()
+        self.finish("interrupted before its access line")
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
             self.pool = None
+        self._grouping.clear()
+        self._rendering.clear()
 
     def _write(self, text: bytes, notices: bytes, first_divider: str | None, last_date: str) -> None:
         _write_ordered(self.out, self.renderer, self.pool is not None, text, notices, first_divider, last_date)
@@ -707,6 +716,10 @@ class StatsSink:
     def finish(self, note: str) -> None:
         table = self.stats.render(self.renderer.p, self.renderer.clock)
         self.out.text([table])
+
+    def interrupt(self) -> None:
+        """After Ctrl-C: the table of what was read."""
+        self.finish("")
 
     def close(self) -> None:
         pass
