@@ -128,3 +128,47 @@ class Follower:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+def by_request_sink(shown: Any, *, parallel: bool = False) -> Any:
+    """The sink of ``sigobs tail --by-request --color=never`` in UTC, writing to ``shown``, built
+    in this process (to be interrupted at a chosen line, see :func:`run_interrupted`)."""
+    import io
+
+    from flask_sigobs.tail.clock import Clock
+    from flask_sigobs.tail.filters import FilterSet
+    from flask_sigobs.tail.output import Output
+    from flask_sigobs.tail.render import Renderer
+    from flask_sigobs.tail.sinks import RequestSink
+    from flask_sigobs.tail.terminal import Palette
+
+    return RequestSink(Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True)), FilterSet(),
+                       json=False, hide_raw=False, errors_only=False, blocks=True, timeout=30.0,
+                       max_open=10_000, parallel=parallel)
+
+
+def run_interrupted(work: Callable[[], None], files: set[str], at: int | None) -> tuple[bool, int]:
+    """Run ``work`` with a KeyboardInterrupt raised at the ``at``-th line it runs in ``files`` (in
+    this process, not in forked workers), as Ctrl-C could strike there: (interrupted, the lines
+    run there). With ``at`` None, the count of a whole run, to choose the lines to strike at."""
+    parent = os.getpid()
+    steps = 0
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        nonlocal steps
+        if os.getpid() != parent or frame.f_code.co_filename not in files:
+            return None
+        if event == "line":
+            steps += 1
+            if steps == at:
+                raise KeyboardInterrupt
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        work()
+    except KeyboardInterrupt:
+        return True, steps
+    finally:
+        sys.settrace(None)
+    return False, steps

@@ -187,14 +187,10 @@ def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
 
 
 _INTERRUPTED_EVERYWHERE = r"""
-import faulthandler, io, os, sys, time
+import faulthandler, io, sys
 faulthandler.dump_traceback_later(float(sys.argv[2]), exit=True)  # a hang fails, with where it hung
-from flask_sigobs.tail import parallel, sinks
-from flask_sigobs.tail.clock import Clock
-from flask_sigobs.tail.filters import FilterSet
-from flask_sigobs.tail.output import Output
-from flask_sigobs.tail.render import Renderer
-from flask_sigobs.tail.terminal import Palette
+from flask_sigobs.tail import parallel
+from tests.tail_support import by_request_sink, run_interrupted
 
 path = sys.argv[1]
 data = open(path, "rb").read()
@@ -204,33 +200,20 @@ while start < len(data):
     pieces.append(parallel.Slice(path, start, end - start))
     start = end
 
-def run(interrupt_at):
+def run(at):
     shown = io.BytesIO()
-    sink = sinks.RequestSink(Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True)), FilterSet(),
-                             json=False, hide_raw=False, errors_only=False, blocks=True, timeout=30.0,
-                             max_open=10_000, parallel=True)
-    parent, steps = os.getpid(), 0
+    sink = by_request_sink(shown, parallel=True)
 
-    def tracer(frame, event, arg):
-        nonlocal steps
-        if os.getpid() != parent or frame.f_code.co_filename != parallel.__file__:
-            return None
-        if event == "line":
-            steps += 1
-            if steps == interrupt_at:
-                raise KeyboardInterrupt
-        return tracer
-
-    sys.settrace(tracer)
-    try:
+    def work():
         for piece in pieces:
             sink.feed_slice(piece)
         sink.finish("input ended before its access line")
-    except KeyboardInterrupt:
-        sys.settrace(None)
-        sink.interrupt()  # what the command does on Ctrl-C
+
+    try:
+        interrupted, steps = run_interrupted(work, {parallel.__file__}, at)
+        if interrupted:
+            sink.interrupt()  # what the command does on Ctrl-C
     finally:
-        sys.settrace(None)
         sink.close()
     return shown.getvalue(), steps
 

@@ -189,14 +189,10 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
     """Ctrl-C can strike between any two lines of grouping (between a released request's line
     and its count, say); what the interrupted run then shows must render, each request once."""
     import io
-    import sys
 
     from flask_sigobs.tail import group, sinks
-    from flask_sigobs.tail.clock import Clock
-    from flask_sigobs.tail.filters import FilterSet
-    from flask_sigobs.tail.output import Output
-    from flask_sigobs.tail.render import Renderer
-    from flask_sigobs.tail.terminal import Palette
+
+    from .tail_support import by_request_sink, run_interrupted
 
     def line(event: str, request: str, **fields: object) -> str:
         return json.dumps({"timestamp": "2026-11-25T20:07:28.597122Z", "level": "info", "event": event,
@@ -211,33 +207,12 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
         line("app.late", "r-b"),  # after its request ended
         line("flask.request_started", "r-c", **{"url.path": "/never-ends"}),
     ]).encode() + b"\n"
-    watched = {sinks.__file__, group.__file__}
 
-    def run(interrupt_at: int | None) -> tuple[str, int]:
+    def run(at: int | None) -> tuple[str, int]:
         shown = io.BytesIO()
-        sink = sinks.RequestSink(Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True)), FilterSet(),
-                                 json=False, hide_raw=False, errors_only=False, blocks=True, timeout=30.0,
-                                 max_open=100)
-        steps = 0
-
-        def tracer(frame, event, arg):  # type: ignore[no-untyped-def]
-            nonlocal steps
-            if frame.f_code.co_filename not in watched:
-                return None
-            if event == "line":
-                steps += 1
-                if steps == interrupt_at:
-                    raise KeyboardInterrupt
-            return tracer
-
-        sys.settrace(tracer)
-        try:
-            sink.feed(block, time.monotonic())
-        except KeyboardInterrupt:
-            pass
-        finally:
-            sys.settrace(None)
-        sink.finish("interrupted before its access line")  # as the command does after Ctrl-C
+        sink = by_request_sink(shown)
+        _, steps = run_interrupted(lambda: sink.feed(block, time.monotonic()), {sinks.__file__, group.__file__}, at)
+        sink.interrupt()  # as the command does after Ctrl-C
         return shown.getvalue().decode(), steps
 
     whole, steps = run(None)
