@@ -130,21 +130,23 @@ def have(tool: str) -> bool:
     return shutil.which(tool) is not None
 
 
-def by_request_sink(shown: Any, *, parallel: bool = False) -> Any:
-    """The sink of ``sigobs tail --by-request --color=never`` in UTC, writing to ``shown``, built
-    in this process (to be interrupted at a chosen line, see :func:`run_interrupted`)."""
+def tail_sink(shown: Any, *, by_request: bool = True, parallel: bool = False) -> Any:
+    """The sink of ``sigobs tail [--by-request] --color=never`` in UTC, writing to ``shown``,
+    built in this process (to be interrupted at a chosen line, see :func:`run_interrupted`)."""
     import io
 
     from flask_sigobs.tail.clock import Clock
     from flask_sigobs.tail.filters import FilterSet
     from flask_sigobs.tail.output import Output
     from flask_sigobs.tail.render import Renderer
-    from flask_sigobs.tail.sinks import RequestSink
+    from flask_sigobs.tail.sinks import LineSink, RequestSink
     from flask_sigobs.tail.terminal import Palette
 
-    return RequestSink(Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True)), FilterSet(),
-                       json=False, hide_raw=False, errors_only=False, blocks=True, timeout=30.0,
-                       max_open=10_000, parallel=parallel)
+    out, renderer = Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True))
+    if not by_request:
+        return LineSink(out, renderer, FilterSet(), json=False, hide_raw=False, parallel=parallel)
+    return RequestSink(out, renderer, FilterSet(), json=False, hide_raw=False, errors_only=False, blocks=True,
+                       timeout=30.0, max_open=10_000, parallel=parallel)
 
 
 def run_interrupted(work: Callable[[], None], files: set[str], at: int | None) -> tuple[bool, int]:

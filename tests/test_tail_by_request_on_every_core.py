@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .tail_support import ROOT, env, tail
 
 SERIAL = ("import sys; import flask_sigobs.tail.parallel as p; p.worth_it = lambda n: False; "
@@ -163,7 +165,8 @@ def test_a_block_grouped_on_its_own_is_grouped_as_the_grouper_does() -> None:
             (key, request.lines) for key, request in grouper.open.items()], lines
 
 
-def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", [["--by-request"], []], ids=["by request", "line by line"])
+def test_ctrl_c_on_every_core_ends_quietly(tmp_path: Path, mode: list[str]) -> None:
     import signal
     import time
 
@@ -173,7 +176,7 @@ def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
     _write(log, 3, 17 << 20)
     shown = tmp_path / "shown.txt"
     with shown.open("wb") as out:
-        process = subprocess.Popen([*SIGOBS, "tail", *[str(log)] * 6, "--by-request", "--color=never"],
+        process = subprocess.Popen([*SIGOBS, "tail", *[str(log)] * 6, *mode, "--color=never"],
                                    stdout=out, stderr=subprocess.PIPE, cwd=ROOT, env=env())
         deadline = time.monotonic() + 30
         while shown.stat().st_size == 0 and process.poll() is None and time.monotonic() < deadline:
@@ -183,14 +186,15 @@ def test_ctrl_c_while_the_workers_group_ends_quietly(tmp_path: Path) -> None:
         _, errors = process.communicate(timeout=60)
     assert process.returncode == 130, (process.returncode, errors[-2000:])
     assert errors == b"", errors[-2000:]  # no traceback
-    assert b"(interrupted before its access line)" in shown.read_bytes()
+    if mode:
+        assert b"(interrupted before its access line)" in shown.read_bytes()
 
 
 _INTERRUPTED_EVERYWHERE = r"""
 import faulthandler, io, sys
 faulthandler.dump_traceback_later(float(sys.argv[2]), exit=True)  # a hang fails, with where it hung
 from flask_sigobs.tail import parallel
-from tests.tail_support import by_request_sink, run_interrupted
+from tests.tail_support import run_interrupted, tail_sink
 
 path = sys.argv[1]
 data = open(path, "rb").read()
@@ -200,9 +204,11 @@ while start < len(data):
     pieces.append(parallel.Slice(path, start, end - start))
     start = end
 
+by_request = sys.argv[3] == "--by-request"
+
 def run(at):
     shown = io.BytesIO()
-    sink = by_request_sink(shown, parallel=True)
+    sink = tail_sink(shown, by_request=by_request, parallel=True)
 
     def work():
         for piece in pieces:
@@ -226,12 +232,13 @@ print(steps)
 """
 
 
-def test_ctrl_c_anywhere_in_the_workers_bookkeeping_ends_without_waiting_for_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["--by-request", "line by line"])
+def test_ctrl_c_anywhere_in_the_workers_bookkeeping_ends_without_waiting_for_them(tmp_path: Path, mode: str) -> None:
     """Ctrl-C between a piece counted as sent and its sending (or a result read and its
     handing over) must not leave the command waiting for a result that never comes."""
     log = tmp_path / "a.jsonl"
     _write(log, 4, 1 << 20)
-    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_EVERYWHERE, str(log), "60"], capture_output=True,
+    done = subprocess.run([sys.executable, "-c", _INTERRUPTED_EVERYWHERE, str(log), "60", mode], capture_output=True,
                           env=env(), cwd=ROOT, timeout=90)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert int(done.stdout) > 50

@@ -192,7 +192,7 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
 
     from flask_sigobs.tail import group, sinks
 
-    from .tail_support import by_request_sink, run_interrupted
+    from .tail_support import run_interrupted, tail_sink
 
     def line(event: str, request: str, **fields: object) -> str:
         return json.dumps({"timestamp": "2026-11-25T20:07:28.597122Z", "level": "info", "event": event,
@@ -210,7 +210,7 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
 
     def run(at: int | None) -> tuple[str, int]:
         shown = io.BytesIO()
-        sink = by_request_sink(shown)
+        sink = tail_sink(shown)
         _, steps = run_interrupted(lambda: sink.feed(block, time.monotonic()), {sinks.__file__, group.__file__}, at)
         sink.interrupt()  # as the command does after Ctrl-C
         return shown.getvalue().decode(), steps

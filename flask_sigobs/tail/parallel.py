@@ -59,37 +59,29 @@ def worth_it(total_bytes: int) -> bool:
 
 
 class Pool:
-    """Blocks in, results out in the same order, through forked worker processes."""
+    """Blocks in, results out in the same order, through :class:`Workers`: at most ``window``
+    blocks in flight, each result written as soon as those before it are."""
 
     def __init__(self, work: Work, write: Callable[[bytes, bytes, str | None, str], None], *,
                  workers: int | None = None, window: int = 8) -> None:
-        global _WORK
-        import multiprocessing
-
-        _WORK = work
         self.write = write
         self.window = window
-        count = workers or min(os.cpu_count() or 2, 4)
-        self._pool: Any = multiprocessing.get_context("fork").Pool(count, initializer=_ignore_interrupts)
-        self._pending: deque[Any] = deque()
+        self._workers = Workers(work, workers=workers)
+        self._pending: deque[Handle] = deque()
 
-    def start(self, payload: Any) -> Any:
-        """One piece of work, handed to a worker now; its result (``.get()``) comes later. For
-        callers that keep their own order (see ``sinks.RequestSink``)."""
-        return self._pool.apply_async(_run, (payload,))
-
-    def submit(self, block: bytes) -> None:
-        self._pending.append(self._pool.apply_async(_run, (block,)))
-        while len(self._pending) > self.window or (self._pending and self._pending[0].ready()):
-            self.write(*self._pending.popleft().get())
+    def submit(self, block: bytes | Slice) -> None:
+        pending = self._pending
+        pending.append(self._workers.start(block))
+        while len(pending) > self.window or (pending and pending[0].ready()):
+            self.write(*pending.popleft().get())
 
     def drain(self) -> None:
         while self._pending:
             self.write(*self._pending.popleft().get())
 
     def close(self) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        self._workers.close()
+        self._pending.clear()
 
 
 class Workers:
@@ -99,7 +91,8 @@ class Workers:
 
     No threads here, unlike ``multiprocessing.Pool``, whose worker-watching thread wakes on
     every chunk of a result still in the pipe (about a third of a core with results of a few
-    hundred kilobytes). Each worker reads its pipe on a thread of its own, so the parent's
+    hundred kilobytes), and whose ``terminate`` can hang after Ctrl-C (its task thread waiting
+    on a lock for good). Each worker reads its pipe on a thread of its own, so the parent's
     sending never waits on a worker busy sending a result back."""
 
     def __init__(self, work: Callable[[Any], Any], *, workers: int | None = None) -> None:
