@@ -242,3 +242,26 @@ def test_ctrl_c_anywhere_in_the_workers_bookkeeping_ends_without_waiting_for_the
                           env=env(), cwd=ROOT, timeout=90)
     assert done.returncode == 0, done.stderr.decode()[-3000:]
     assert int(done.stdout) > 50
+
+
+_PARENT_GONE = r"""
+import io, os, sys
+from flask_sigobs.tail import parallel
+from tests.tail_support import tail_sink
+
+path = sys.argv[1]
+sink = tail_sink(io.BytesIO(), by_request=sys.argv[2] == "--by-request", parallel=True)
+sink.feed_slice(parallel.Slice(path, 0, os.path.getsize(path)))
+os._exit(0)  # gone without stopping its workers, as when killed
+"""
+
+
+@pytest.mark.parametrize("mode", ["--by-request", "line by line"])
+def test_the_workers_leave_when_the_command_is_gone(tmp_path: Path, mode: str) -> None:
+    """However the command ends (killed, or Ctrl-C at a moment nothing could tidy up), its workers
+    must not outlive it: they hold its standard output, and a pipe reading it would never end."""
+    log = tmp_path / "a.jsonl"
+    _write(log, 5, 1 << 20)
+    done = subprocess.run([sys.executable, "-c", _PARENT_GONE, str(log), mode], capture_output=True, env=env(),
+                          cwd=ROOT, timeout=60)  # returns only when every holder of stdout has exited
+    assert done.returncode == 0 and done.stderr == b"", done.stderr.decode()[-3000:]

@@ -23,10 +23,6 @@ Work = Callable[[bytes], tuple[bytes, bytes, str | None, str]]
 _WORK: Work | None = None  # set in the parent just before forking; the workers inherit it
 
 
-def _ignore_interrupts() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-
-
 class Slice(NamedTuple):
     """Where a block of whole lines lies in a regular file."""
 
@@ -107,19 +103,25 @@ class Workers:
         self._processes: list[Any] = []
         self._waiting: list[deque[Handle]] = []
         self._load = [0] * count
-        for _ in range(count):
-            task_out, task_in = context.Pipe(duplex=False)  # (reader, writer)
-            result_out, result_in = context.Pipe(duplex=False)
-            _widen(result_in.fileno())
-            _widen(task_in.fileno())
-            process = context.Process(target=_serve, args=(task_out, result_in), daemon=True)
-            process.start()
-            task_out.close()
-            result_in.close()
-            self._tasks.append(task_in)
-            self._results.append(result_out)
-            self._processes.append(process)
-            self._waiting.append(deque())
+        # Born ignoring Ctrl-C, which is the parent's to handle (a terminal sends it to them all).
+        interrupts = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for _ in range(count):
+                task_out, task_in = context.Pipe(duplex=False)  # (reader, writer)
+                result_out, result_in = context.Pipe(duplex=False)
+                _widen(result_in.fileno())
+                _widen(task_in.fileno())
+                parents_ends = [*self._tasks, *self._results, task_in, result_out]
+                process = context.Process(target=_serve, args=(task_out, result_in, parents_ends), daemon=True)
+                process.start()
+                task_out.close()
+                result_in.close()
+                self._tasks.append(task_in)
+                self._results.append(result_out)
+                self._processes.append(process)
+                self._waiting.append(deque())
+        finally:
+            signal.signal(signal.SIGINT, interrupts)
 
     def start(self, payload: Any, weight: int = 1) -> "Handle":
         for worker, waiting in enumerate(self._waiting):  # what is done no longer counts
@@ -193,15 +195,17 @@ class _Failed(NamedTuple):
     text: str
 
 
-def _serve(tasks: Any, results: Any) -> None:
+def _serve(tasks: Any, results: Any, parents_ends: list[Any]) -> None:
     """A worker: takes work from its pipe and sends back each result, in order, each on a thread
     of its own: the parent can always send, and the work goes on while a result waits for the
-    parent to read it."""
+    parent to read it. The copies of the parent's ends of the pipes that forking gave it are
+    closed first, so that when the parent is gone, however it went, its pipe ends and it exits."""
     import queue
     import threading
     import traceback
 
-    _ignore_interrupts()
+    for connection in parents_ends:
+        connection.close()
     inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
     def read() -> None:
