@@ -377,7 +377,6 @@ class RequestSink:
         self._dispatch()
 
     def finish(self, note: str) -> None:
-        self._batch.settle()
         if self.pool is not None:
             self._pump(True)
         self.grouper.close_all(note)
@@ -390,6 +389,7 @@ class RequestSink:
         they hold is dropped: the interrupt may have struck inside their bookkeeping (a piece
         counted as sent but never sent), so nothing more is waited for from them."""
         self.close()
+        self._batch.settle()  # the interrupt may have struck between an item's appends
         self.finish("interrupted before its access line")
 
     def close(self) -> None:
