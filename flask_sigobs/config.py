@@ -20,7 +20,7 @@ from . import catalogue
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
 
-#: Each key, its default and what it is for. The README's configuration table mirrors this.
+#: Each key, its default and what it is for. docs/configuration.md mirrors this.
 DEFAULTS: dict[str, Any] = {
     "SIGOBS_SERVICE_NAME": None,  # falls back to OTEL_SERVICE_NAME, then the app's name
     "SIGOBS_LOG_LEVEL": "info",
