@@ -245,3 +245,25 @@ def test_the_sampler_keeps_every_error_and_every_auth_failure_and_drops_the_rest
     assert all(s.request_id in kept for s in must_keep), (kept, sampled.stack.outputs())
     dropped = [s for s in sampled.requests if s not in must_keep]
     assert not [s.title for s in dropped if s.request_id in kept], "SIGOBS_TAIL_SAMPLE_PERCENT=0 keeps no other"
+
+
+def test_the_compose_scale_profile_runs_the_shipped_configs_unchanged():
+    """docker-compose.yml's `scale` profile mounts the deploy/ files as they are, and sets only
+    variables that those files read."""
+    import yaml
+
+    from .e2e.stack import ROOT
+
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
+    assert scale == {"kafka", "agent", "ingester"}
+    for name, config in (("agent", AGENT_CONFIG), ("ingester", INGESTER_CONFIG)):
+        service = services[name]
+        (mount,) = service["volumes"]
+        source, target = mount.split(":")[:2]
+        assert (ROOT / source).resolve() == config
+        assert service["command"] == [f"--config={target}"]
+        text = config.read_text()
+        for variable in service["environment"]:
+            assert "${env:" + variable + ":-" in text, f"{name}: {variable} is not read by {config.name}"
