@@ -32,6 +32,7 @@ COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"  # the repo's own, unchanged
 JAEGER_CONFIG = Path(__file__).resolve().parent / "jaeger-memory.yaml"
 GUNICORN_CONFIG = Path(__file__).resolve().parent / "gunicorn_conf.py"
 JAEGER_VERSION = "v1.76.0"  # what scripts/build-jaeger builds by default
+VICTORIALOGS_VERSION = "v1.52.2"  # what scripts/build-victorialogs builds by default
 
 START_TIMEOUT = 30.0  # seconds for one part to become ready
 STOP_TIMEOUT = 20.0  # seconds for one part to stop after SIGTERM, before SIGKILL
@@ -87,6 +88,27 @@ def find_jaeger() -> tuple[str | None, str]:
         return on_path, ""
     return None, (f"no Jaeger v2 binary: run ./scripts/test (it builds one with scripts/build-jaeger "
                   f"into {cache}), or set SIGOBS_JAEGER")
+
+
+def find_prometheus() -> tuple[str | None, str]:
+    """A Prometheus server binary (``SIGOBS_PROMETHEUS``, else on the PATH), or None and why not."""
+    import shutil
+
+    found = os.environ.get("SIGOBS_PROMETHEUS") or shutil.which("prometheus")
+    if found and os.access(found, os.X_OK):
+        return found, ""
+    return None, "no prometheus: run ./scripts/test (scripts/install-prometheus installs Debian's), or set SIGOBS_PROMETHEUS"
+
+
+def find_victorialogs() -> tuple[str | None, str]:
+    """The VictoriaLogs binary (``SIGOBS_VICTORIALOGS``, else the build's cache location)."""
+    explicit = os.environ.get("SIGOBS_VICTORIALOGS")
+    cache = Path(os.environ.get("SIGOBS_CACHE") or Path.home() / ".cache" / "flask-sigobs")
+    found = explicit or str(cache / f"victoria-logs-{VICTORIALOGS_VERSION}")
+    if os.access(found, os.X_OK):
+        return found, ""
+    return None, (f"no VictoriaLogs binary at {found}: run ./scripts/test (scripts/build-victorialogs builds "
+                  f"it with Go), or set SIGOBS_VICTORIALOGS")
 
 
 def free_ports(count: int) -> list[int]:
@@ -268,7 +290,10 @@ class Stack:
 
     def __post_init__(self) -> None:
         (self.jaeger_otlp, self.query_http, self.query_grpc, self.collector_grpc,
-         self.collector_http, self.app_port) = free_ports(6)
+         self.collector_http, self.app_port, self.collector_prometheus, self.prometheus_port,
+         self.victorialogs_port) = free_ports(9)
+        self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
+        self.victorialogs_url = f"http://127.0.0.1:{self.victorialogs_port}"
         self.query = JaegerQuery(f"http://127.0.0.1:{self.query_http}")
         self.app_url = f"http://127.0.0.1:{self.app_port}"
         self.app_log = self.workdir / "app.jsonl"  # the app's JSON lines (SIGOBS_LOG_FILE)
@@ -285,7 +310,8 @@ class Stack:
     def start_jaeger(self) -> Process:
         env = clean_environ(SIGOBS_JAEGER_OTLP=f"127.0.0.1:{self.jaeger_otlp}",
                             SIGOBS_JAEGER_QUERY_HTTP=f"127.0.0.1:{self.query_http}",
-                            SIGOBS_JAEGER_QUERY_GRPC=f"127.0.0.1:{self.query_grpc}")
+                            SIGOBS_JAEGER_QUERY_GRPC=f"127.0.0.1:{self.query_grpc}",
+                            SIGOBS_PROMETHEUS_URL=self.prometheus_url)
         self.validate(JAEGER_CONFIG, env)
         process = self.start_process("jaeger", [self.jaeger_binary, f"--config={JAEGER_CONFIG}"], env)
         wait_for("Jaeger's query API", lambda: self.query.get("/api/services") is not None,
@@ -296,12 +322,37 @@ class Stack:
     def start_collector(self) -> Process:
         env = clean_environ(SIGOBS_COLLECTOR_GRPC=f"127.0.0.1:{self.collector_grpc}",
                             SIGOBS_COLLECTOR_HTTP=f"127.0.0.1:{self.collector_http}",
-                            SIGOBS_JAEGER_OTLP=f"127.0.0.1:{self.jaeger_otlp}")
+                            SIGOBS_JAEGER_OTLP=f"127.0.0.1:{self.jaeger_otlp}",
+                            SIGOBS_COLLECTOR_PROMETHEUS=f"127.0.0.1:{self.collector_prometheus}",
+                            SIGOBS_LOGS_OTLP_HTTP=f"{self.victorialogs_url}/insert/opentelemetry",
+                            SIGOBS_SPANMETRICS_INTERVAL="2s")
         self.validate(COLLECTOR_CONFIG, env)
         process = self.start_process("collector", [self.jaeger_binary, f"--config={COLLECTOR_CONFIG}"], env)
 
         wait_for("the Collector's OTLP/HTTP receiver",
                  lambda: accepts_an_empty_export(f"http://127.0.0.1:{self.collector_http}/v1/traces"),
+                 START_TIMEOUT, alive=process.check_alive)
+        return process
+
+    def start_prometheus(self, binary: str) -> Process:
+        """Prometheus on loopback, scraping the Collector's prometheus exporter every second."""
+        config = self.workdir / "prometheus.yml"
+        config.write_text("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                          "scrape_configs:\n  - job_name: collector\n    static_configs:\n"
+                          f"      - targets: ['127.0.0.1:{self.collector_prometheus}']\n")
+        process = self.start_process("prometheus", [
+            binary, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{self.prometheus_port}"], clean_environ())
+        wait_for("Prometheus", lambda: http_request(self.prometheus_url + "/-/ready", timeout=2)[0] == 200,
+                 START_TIMEOUT, alive=process.check_alive)
+        return process
+
+    def start_victorialogs(self, binary: str) -> Process:
+        """VictoriaLogs on loopback: OTLP logs in at /insert/opentelemetry/v1/logs, LogsQL out."""
+        process = self.start_process("victorialogs", [
+            binary, f"-storageDataPath={self.workdir / 'victorialogs-data'}",
+            f"-httpListenAddr=127.0.0.1:{self.victorialogs_port}"], clean_environ())
+        wait_for("VictoriaLogs", lambda: http_request(self.victorialogs_url + "/health", timeout=2)[0] == 200,
                  START_TIMEOUT, alive=process.check_alive)
         return process
 
