@@ -4,7 +4,7 @@
 
 One Jaeger v2 binary (built by ``scripts/build-jaeger``) runs twice: as the Collector, with the
 repo's ``otel-collector.yaml`` unchanged, and as Jaeger, with in-memory storage and its query
-API (``tests/e2e/jaeger-memory.yaml``). The example app runs under gunicorn with two workers,
+API (``deploy/jaeger.yaml``). The example app runs under gunicorn with two workers,
 sending OTLP/HTTP to the Collector and writing its JSON lines to a file. The module fixture
 drives the tour, waits (bounded) for every trace to be queryable, stops gunicorn gracefully,
 reads back everything Jaeger returns, and stops every process; the tests then check what

@@ -18,7 +18,6 @@ builds and installs them: ``scripts/build-jaeger``, ``scripts/install-kafka``).
 from __future__ import annotations
 
 import http.cookiejar
-import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -27,8 +26,8 @@ from typing import Any
 
 import pytest
 
-from .e2e.kafka import AGENT_CONFIG, INGESTER_CONFIG, STORAGE_OVERLAYS, ScaleStack, find_kafka
-from .e2e.stack import NoRedirect, StackError, clean_environ, find_jaeger, stopped_after, wait_for
+from .e2e.kafka import ScaleStack, find_kafka
+from .e2e.stack import NoRedirect, find_jaeger, stopped_after
 from .test_end_to_end_jaeger import (TOUR, Sent, events, events_named, hex_id, one_request_per_worker,
                                      request_ids, send, server_span, tags, wait_for_traces)
 
@@ -161,32 +160,6 @@ def check_every_access_line_has_its_trace_with_its_events(run: Run) -> None:
                 assert event.get(key) == value, f"{step.title}: {name}[{key!r}] = {event.get(key)!r}"
 
 
-# -- the shipped configs --------------------------------------------------------------------
-
-@pytest.mark.parametrize("overlay", [None, *STORAGE_OVERLAYS],
-                         ids=["memory", *(path.stem for path in STORAGE_OVERLAYS)])
-def test_the_ingester_config_and_each_storage_overlay_pass_jaegers_own_check(parts, overlay):
-    configs = [INGESTER_CONFIG] if overlay is None else [INGESTER_CONFIG, overlay]
-    args = [parts[0], "validate", *(f"--config=file:{path}" for path in configs)]
-    result = subprocess.run(args, env=clean_environ(), capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_the_agent_config_passes_jaegers_own_check(parts):
-    result = subprocess.run([parts[0], "validate", f"--config=file:{AGENT_CONFIG}"], env=clean_environ(),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_an_overlay_points_the_query_and_the_exporter_at_its_store(parts):
-    overlay = next(path for path in STORAGE_OVERLAYS if path.stem == "elasticsearch")
-    result = subprocess.run([parts[0], "print-config", f"--config=file:{INGESTER_CONFIG}",
-                             f"--config=file:{overlay}"], env=clean_environ(), capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    assert "trace_storage: es_store" in result.stdout and "traces: es_store" in result.stdout
-
-
 # -- the tour through Kafka -----------------------------------------------------------------
 
 def test_every_request_of_the_tour_reaches_the_ingester_through_kafka(through_kafka: Run):
@@ -246,24 +219,3 @@ def test_the_sampler_keeps_every_error_and_every_auth_failure_and_drops_the_rest
     dropped = [s for s in sampled.requests if s not in must_keep]
     assert not [s.title for s in dropped if s.request_id in kept], "SIGOBS_TAIL_SAMPLE_PERCENT=0 keeps no other"
 
-
-def test_the_compose_scale_profile_runs_the_shipped_configs_unchanged():
-    """docker-compose.yml's `scale` profile mounts the deploy/ files as they are, and sets only
-    variables that those files read."""
-    import yaml
-
-    from .e2e.stack import ROOT
-
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    scale = {name for name, service in services.items() if "scale" in service.get("profiles", [])}
-    assert scale == {"kafka", "agent", "ingester"}
-    for name, config in (("agent", AGENT_CONFIG), ("ingester", INGESTER_CONFIG)):
-        service = services[name]
-        (mount,) = service["volumes"]
-        source, target = mount.split(":")[:2]
-        assert (ROOT / source).resolve() == config
-        assert service["command"] == [f"--config={target}"]
-        text = config.read_text()
-        for variable in service["environment"]:
-            assert "${env:" + variable + ":-" in text, f"{name}: {variable} is not read by {config.name}"

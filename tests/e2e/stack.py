@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterator, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_CONFIG = ROOT / "otel-collector.yaml"  # the repo's own, unchanged
-JAEGER_CONFIG = Path(__file__).resolve().parent / "jaeger-memory.yaml"
+JAEGER_CONFIG = ROOT / "deploy" / "jaeger.yaml"  # the repo's own, unchanged
 GUNICORN_CONFIG = Path(__file__).resolve().parent / "gunicorn_conf.py"
 JAEGER_VERSION = "v1.76.0"  # what scripts/build-jaeger builds by default
 VICTORIALOGS_VERSION = "v1.52.2"  # what scripts/build-victorialogs builds by default
