@@ -504,6 +504,34 @@ def test_the_launchers_say_an_unresolved_path_once_and_the_app_keeps_serving(tmp
     assert "SIGOBS_AUTH_SIGNALS" in autoattach.failure(app)
 
 
+def test_the_launchers_see_a_vendored_flask_login_named_in_the_environment(tmp_path, monkeypatch, vendored):
+    """Zero code: the app knows nothing of flask-sigobs, the environment names its vendored signals."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from .conftest import Observed
+
+    for key in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_TRACES_EXPORTER", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SIGOBS_AUTH_SIGNALS", VENDORED)
+    autoattach.install()
+    try:
+        app = login_app(vendored, "launched_vendored_app")
+        exporter, log_path = InMemorySpanExporter(), tmp_path / "launched.log"
+        app.config.update(SIGOBS_SPAN_EXPORTER=exporter, SIGOBS_LOG_FILE=str(log_path))
+        client = app.test_client()
+        client.get("/in/nell")
+        client.get("/out")
+    finally:
+        autoattach.uninstall()
+    observed = Observed(app, app.extensions["sigobs"], exporter, log_path)
+    try:
+        assert [line["enduser.id"] for line in observed.events("auth.user_logged_in")] == ["nell"]
+        assert access_line(observed, "/out")["enduser.id"] == "nell"
+        assert spans_by_path(observed)["/in/nell"][0].attributes["enduser.id"] == "nell"
+    finally:
+        observed.sigobs.runtime(app).tracer_provider.shutdown()
+
+
 def test_own_auth_signals_name_the_span_only_on_success(observe):
     app = Flask("own_signals")
 
