@@ -330,7 +330,8 @@ def vendored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     module = importlib.import_module("acme_vendor.login")
     assert module.signals.user_logged_in is not flask_login.signals.user_logged_in
-    return module
+    yield module
+    forget_modules("acme_vendor")
 
 
 VENDORED = ("acme_vendor.login.signals:user_logged_in, acme_vendor.login.signals:user_logged_out,"
@@ -384,7 +385,16 @@ def acme_signals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.syspath_prepend(str(tmp_path))
     import importlib
 
-    return importlib.import_module("acme_signals")
+    yield importlib.import_module("acme_signals")
+    forget_modules("acme_signals")
+
+
+def forget_modules(prefix: str) -> None:
+    """Each test imports its own copy from its own folder."""
+    import sys
+
+    for name in [name for name in sys.modules if name == prefix or name.startswith(prefix + ".")]:
+        del sys.modules[name]
 
 
 class SsoUser:
