@@ -29,3 +29,8 @@ LEVELS = {
     logged_out: logging.INFO,
     access_denied: logging.WARNING,
 }
+
+#: The events that name who made the request: their user becomes the request's ``enduser.id`` (the
+#: access line's and the span's). ``login_failed`` names only who someone claimed to be;
+#: ``access_denied`` names a known (authenticated) user refused one resource: that user asked.
+IDENTIFIES = frozenset({login_succeeded, logged_out, access_denied})

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_MAX_VALUE_LENGTH": 1024,
     "SIGOBS_CAPTURE_LOGGING": True,
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
+    "SIGOBS_OBSERVE": "",  # import paths of blinker signals observed as observe() does
+    "SIGOBS_AUTH_SIGNALS": "",  # import paths of blinker signals observed as auth events
 }
 
 SPAN_SOURCES = ("otel", "signals")
@@ -66,6 +68,8 @@ class Settings:
     capture_logging: bool
     span_exporter: Any = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    #: ``bridges.Source`` rows of SIGOBS_OBSERVE then SIGOBS_AUTH_SIGNALS, each signal imported
+    configured_signals: tuple[Any, ...] = ()
 
     def level_of(self, signal_name: str) -> int:
         return self.signal_levels[signal_name]
@@ -219,6 +223,14 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
     if exporter is not None and not hasattr(exporter, "export"):
         raise ConfigError("SIGOBS_SPAN_EXPORTER must be a SpanExporter instance (app.config only)")
 
+    from .bridges import configured  # here: it imports this module (ConfigError)
+
+    observed = configured.parse(_as_list(values["SIGOBS_OBSERVE"], "SIGOBS_OBSERVE"), "SIGOBS_OBSERVE", False)
+    auth_signals = configured.parse(_as_list(values["SIGOBS_AUTH_SIGNALS"], "SIGOBS_AUTH_SIGNALS"),
+                                    "SIGOBS_AUTH_SIGNALS", True)
+    # A signal named under both keys is an auth signal: the later key wins.
+    by_signal = {source.signal: source for source in (*observed, *auth_signals)}
+
     return Settings(
         service_name=service_name.strip(),
         log_level=_as_level(values["SIGOBS_LOG_LEVEL"], "SIGOBS_LOG_LEVEL"),
@@ -238,4 +250,5 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         capture_logging=_as_bool(values["SIGOBS_CAPTURE_LOGGING"], "SIGOBS_CAPTURE_LOGGING"),
         span_exporter=exporter,
         sources=sources,
+        configured_signals=tuple(by_signal.values()),
     )

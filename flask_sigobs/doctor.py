@@ -296,11 +296,13 @@ def _without_userinfo(url: str) -> str:
 
 
 def _signals(settings: Any, sigobs: Any) -> list[str]:
-    from . import auth, catalogue, flask_login_bridge
+    from . import auth, catalogue
+    from .bridges import flask_login, flask_security
 
     names = [f"flask.{name}" for name in catalogue.SIGNALS if name in settings.signals]
     names += [f"auth.{signal.name}" for signal in auth.LEVELS]
-    names += [name for _, name, _ in flask_login_bridge.signals()]
+    names += [source.event for source in flask_login.signals() + flask_security.signals()]
+    names += [source.event for source in getattr(settings, "configured_signals", ())]
     for signal, (event, _, _, _) in getattr(sigobs, "_observed", {}).items():
         names.append(event or getattr(signal, "name", "?"))
     return names

@@ -20,18 +20,22 @@ MAX_STACKTRACE = 8192
 
 class Event:
     """One signal firing. ``span_attributes``, when the builder knows them, are what the span event
-    carries: the attributes less what the request's span has as its own already."""
+    carries: the attributes less what the request's span has as its own already. ``span_user``:
+    the ``enduser.id`` the event gives the span, the user who made the request (a failed login's
+    user is only who someone claimed to be: its event names them, the span does not)."""
 
-    __slots__ = ("name", "level", "attributes", "time_ns", "exception", "span_attributes")
+    __slots__ = ("name", "level", "attributes", "time_ns", "exception", "span_attributes", "span_user")
 
     def __init__(self, name: str, level: int, attributes: dict[str, Any],
-                 exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None) -> None:
+                 exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None,
+                 span_user: str | None = None) -> None:
         self.name = name
         self.level = level
         self.attributes = attributes
         self.time_ns = time.time_ns()
         self.exception = exception
         self.span_attributes = span_attributes
+        self.span_user = span_user
 
 
 def request_attributes(request: Any, state: RequestState, redactor: Redactor, trusted_proxies: int) -> dict[str, Any]:
@@ -127,7 +131,13 @@ def user_id(user: Any, redactor: Redactor) -> str | None:
         return redactor.text(str(user))
     try:
         get_id = getattr(user, "get_id", None)  # Flask-Login's UserMixin
-        if callable(get_id):
+        if hasattr(user, "fs_uniquifier") and getattr(user, "email", None):
+            # Flask-Security-Too's get_id() is the fs_uniquifier, a random value that names the
+            # user's sessions and tokens (changing it signs them all out). Its users sign in with
+            # their email (the primary key is not even set before a new user is committed), and an
+            # app's own event for an unknown one names the email typed: the same vocabulary.
+            value = user.email
+        elif callable(get_id):
             value = get_id()
         else:
             value = getattr(user, "id", None)

@@ -17,7 +17,8 @@ import flask
 from blinker import ANY, Signal
 from opentelemetry import trace
 
-from . import auth, catalogue, config, events, flask_login_bridge, otel_setup, structlog_setup
+from . import auth, catalogue, config, events, otel_setup, structlog_setup
+from .bridges import Source, flask_login, flask_security
 from .errors import report_once
 from .events import Event
 from .headers import content_length, put_header
@@ -74,6 +75,9 @@ class AppRuntime:
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
+        #: signal -> Source of SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS: it says what such a signal
+        #: becomes in this app, over a bridge or an observe() of the same signal
+        self.configured: dict[Any, Source] = {source.signal: source for source in settings.configured_signals}
         self._connect()
         self._install_hooks()
 
@@ -221,8 +225,9 @@ class AppRuntime:
     # -- one event, both outputs ----------------------------------------------------------
 
     def emit(self, name: str, level: int, attributes: dict[str, Any], state: Any,
-             exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None) -> None:
-        event = Event(name, level, attributes, exception, span_attributes)
+             exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None,
+             span_user: str | None = None) -> None:
+        event = Event(name, level, attributes, exception, span_attributes, span_user)
         if state is None or state is EXCLUDED:
             self._deliver(event, None)
             return
@@ -336,8 +341,9 @@ class AppRuntime:
             level = self._levels["request_finished"]
             if status >= 500:
                 level = max(level, logging.ERROR)
-            if self._enabled["request_finished"]:
-                self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome)
+            if self._enabled["request_finished"]:  # the span names who the access line names
+                self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome,
+                          span_user=state.user_id)
         except Exception as exc:
             receiver_failed("flask.request_finished", exc)
 
@@ -354,18 +360,26 @@ class AppRuntime:
 
     # -- auth and custom signals --------------------------------------------------------------
 
-    def signal_event(self, name: str, level: int, sender: Any, data: dict[str, Any], is_auth: bool) -> None:
+    def signal_event(self, source: Source, sender: Any, data: dict[str, Any]) -> None:
         state = self.state()
-        if state is EXCLUDED:
-            state = None
+        if state is EXCLUDED:  # every event of an excluded request is left out, custom ones too
+            return
+        is_auth = source.is_auth
         attributes: dict[str, Any] = {}
+        span_user = None
         user = data.pop("user", None)
-        if user is not None or is_auth:
+        if user is None and is_auth and callable(getattr(sender, "get_id", None)):
+            user = sender  # ``user_logged_in.send(user)``: the sender is the user
+        if user is not None:
             uid = events.user_id(user, self.redactor)
             if uid is not None:
                 attributes["enduser.id"] = uid
-                if state is not None and name in ("auth.login_succeeded", "auth.user_logged_in"):
-                    state.user_id = uid
+                if source.identifies:  # the request's user, on its access line and span
+                    span_user = uid
+                    if state is not None:
+                        state.user_id = uid
+        if source.keep is not None:
+            data = {key: value for key, value in data.items() if key in source.keep}
         if state is not None and state.base:
             if is_auth:
                 for key in ("client.address", "user_agent.original"):
@@ -376,7 +390,7 @@ class AppRuntime:
         if not is_auth and sender is not self.app and sender is not None:
             attributes["signal.sender"] = self.redactor.clean(sender)
         attributes.update(self.redactor.mapping(data))
-        self.emit(name, level, attributes, state)
+        self.emit(source.event, source.level, attributes, state, span_user=span_user)
 
 
 class _FinishOnClose:
@@ -409,6 +423,7 @@ class SigObs:
     def __init__(self, app: flask.Flask | None = None) -> None:
         self._runtimes: weakref.WeakKeyDictionary[flask.Flask, AppRuntime] = weakref.WeakKeyDictionary()
         self._observed: dict[Any, tuple[str | None, int, Any, Callable[..., Any]]] = {}
+        self._configured: dict[Any, Callable[..., Any]] = {}  # SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS
         self._connect_auth()
         if app is not None:
             self.init_app(app)
@@ -430,6 +445,8 @@ class SigObs:
         settings = config.load(app)
         self._runtimes[app] = AppRuntime(app, settings)
         app.extensions["sigobs"] = self
+        for source in settings.configured_signals:
+            self._connect_configured(source.signal)
 
     def runtime(self, app: flask.Flask | None = None) -> AppRuntime:
         """The per-app runtime (settings, sinks, tracer provider) of ``app`` or the current app."""
@@ -463,23 +480,39 @@ class SigObs:
             raise ValueError("an anonymous signal needs event='name'")
         if signal in self._observed:
             signal.disconnect(self._observed[signal][3])
-        receiver = guarded(functools.partial(self._on_signal, name, number, False), name)
+        source = Source(signal, name, number, is_auth=False)
+        receiver = guarded(functools.partial(self._on_signal, source), name)
         signal.connect(receiver, sender=sender)  # weak: self._observed keeps it as long as we live
         self._observed[signal] = (event, number, sender, receiver)
 
     def _connect_auth(self) -> None:
-        sources = [(signal, f"auth.{signal.name}", level) for signal, level in auth.LEVELS.items()]
-        sources += flask_login_bridge.signals()
+        sources = [Source(signal, f"auth.{signal.name}", level, signal in auth.IDENTIFIES)
+                   for signal, level in auth.LEVELS.items()]
+        sources += flask_login.signals() + flask_security.signals()
         self._auth_receivers = []
-        for signal, name, level in sources:
-            receiver = guarded(functools.partial(self._on_signal, name, level, True), name)
-            signal.connect(receiver)  # weak: held below as long as this SigObs lives
-            self._auth_receivers.append((signal, receiver))
+        for source in sources:
+            receiver = guarded(functools.partial(self._on_signal, source), source.event)
+            source.signal.connect(receiver)  # weak: held below as long as this SigObs lives
+            self._auth_receivers.append((source.signal, receiver))
 
-    def _on_signal(self, event_name: str, level: int, is_auth: bool, sender: Any, /, **data: Any) -> None:
+    def _connect_configured(self, signal: Any) -> None:
+        """One receiver per signal for all our apps: each app's settings say what it becomes there."""
+        if signal not in self._configured:
+            name = f"configured signal {getattr(signal, 'name', None) or signal!r}"
+            receiver = guarded(functools.partial(self._on_configured, signal), name)
+            signal.connect(receiver)  # weak: self._configured keeps it as long as we live
+            self._configured[signal] = receiver
+
+    def _on_signal(self, source: Source, sender: Any, /, **data: Any) -> None:
         runtime = self._runtime_for(sender)
-        if runtime is not None:
-            runtime.signal_event(event_name, level, sender, data, is_auth)
+        if runtime is not None and source.signal not in runtime.configured:  # configured: it says
+            runtime.signal_event(source, sender, data)
+
+    def _on_configured(self, signal: Any, sender: Any, /, **data: Any) -> None:
+        runtime = self._runtime_for(sender)
+        source = runtime.configured.get(signal) if runtime is not None else None
+        if source is not None:
+            runtime.signal_event(source, sender, data)  # type: ignore[union-attr]
 
     def _runtime_for(self, sender: Any) -> AppRuntime | None:
         if flask.has_app_context():

@@ -1,32 +1,14 @@
-"""Flask-Login's signals, observed as ``auth.<signal name>`` events when Flask-Login is installed."""
+"""Kept for code that imports it: the Flask-Login bridge is :mod:`flask_sigobs.bridges.flask_login`."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-#: Flask-Login signal name -> level. ``user_accessed`` fires on every request: left out on purpose.
-SIGNAL_LEVELS = {
-    "user_logged_in": logging.INFO,
-    "user_logged_out": logging.INFO,
-    "user_loaded_from_cookie": logging.DEBUG,
-    "user_loaded_from_request": logging.DEBUG,
-    "user_login_confirmed": logging.INFO,
-    "user_unauthorized": logging.WARNING,
-    "user_needs_refresh": logging.INFO,
-    "session_protected": logging.INFO,
-}
+from .bridges import flask_login as _bridge
+
+SIGNAL_LEVELS = _bridge.SIGNAL_LEVELS
 
 
 def signals() -> list[tuple[Any, str, int]]:
-    """(signal, event name, level) for each Flask-Login signal; empty when it is not installed."""
-    try:
-        import flask_login.signals as login_signals
-    except ImportError:
-        return []
-    found = []
-    for name, level in SIGNAL_LEVELS.items():
-        signal = getattr(login_signals, name, None)
-        if signal is not None:
-            found.append((signal, f"auth.{name}", level))
-    return found
+    """(signal, event name, level) for each Flask-Login signal, as this module always gave them."""
+    return [(source.signal, source.event, source.level) for source in _bridge.signals()]

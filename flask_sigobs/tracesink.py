@@ -65,6 +65,6 @@ class TraceSink:
                 span.record_exception(event.exception, timestamp=event.time_ns)
             span.set_status(Status(StatusCode.ERROR, f"{attributes['exception.type']}: "
                                                      f"{attributes['exception.message']}"))
-        user = attributes.get("enduser.id")
+        user = event.span_user  # not the attributes' enduser.id: a failed login's is only a claim
         if user is not None:
             span.set_attribute("enduser.id", user)
