@@ -229,6 +229,25 @@ def test_an_app_without_sigobs_a_proxy_outside_a_context_and_not_an_app_fail_cle
     assert AppRuntime.__dict__["_deliver"] is ORIGINAL_DELIVER
 
 
+def test_an_app_that_sigobs_run_attaches_on_its_first_request_is_attached_by_the_capture(tmp_path):
+    from flask_sigobs import autoattach
+
+    app = Flask("attached_late")
+    app.config["SIGOBS_LOG_FILE"] = str(tmp_path / "late.log")
+    app.route("/")(lambda: "ok")
+    installed_before = autoattach.installed()
+    autoattach.install()
+    try:
+        with captured_events(app) as events:
+            app.test_client().get("/")
+    finally:
+        if not installed_before:
+            autoattach.uninstall()
+    assert app.extensions["sigobs"] is autoattach.shared_sigobs()
+    events.assert_emitted("flask.request_finished", {"service.name": "attached_late"})
+    autoattach.shared_sigobs().runtime(app).tracer_provider.shutdown()
+
+
 def test_current_app_inside_an_app_context_is_that_app(observe):
     observed = observed_shop(observe)
     other = observed_shop(observe, "other")
