@@ -356,9 +356,9 @@ _original_deliver: Callable[..., None] | None = None
 _taps: weakref.WeakKeyDictionary[Any, "_SpanTap"] = weakref.WeakKeyDictionary()
 
 
-def _capturing_deliver(runtime: AppRuntime, event: Any, state: Any) -> None:
+def _capturing_deliver(runtime: AppRuntime, event: Any, state: Any, *more: Any, **named: Any) -> None:
     """``AppRuntime._deliver`` while a capture is open: the outputs first, as always, then the captures."""
-    _original_deliver(runtime, event, state)  # type: ignore[misc]
+    _original_deliver(runtime, event, state, *more, **named)  # type: ignore[misc]
     try:
         _record(runtime, event, state)
     except Exception as exc:  # the request must not pay for a failing capture; the test hears of it
