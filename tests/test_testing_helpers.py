@@ -419,7 +419,8 @@ def test_plugin_with_pytest_flask_app_and_client_fixtures_and_an_app_factory(pyt
     pytester.makepyfile(test_with_pytest_flask='''
         from flask_sigobs.testing import captured_events
 
-        def test_client_fixture_of_pytest_flask(client, sigobs_events):
+        def test_client_fixture_of_pytest_flask(client, sigobs_events, request):
+            assert request.config.pluginmanager.has_plugin("flask")  # pytest-flask's client, from its plugin
             assert client.post("/login", data={"password": "pw-typed-in-test"}).status_code == 401
             sigobs_events.assert_emitted("auth.login_failed", {"enduser.id": "mallory"}, reason="bad password")
             sigobs_events.assert_absent("pw-typed-in-test")
