@@ -249,6 +249,9 @@ class AppRuntime:
             self._deliver(event, state)
 
     def _deliver(self, event: Event, state: RequestState | None) -> None:
+        """Every event's one way to the outputs: call it as ``self._deliver``. While a test capture
+        is open, ``flask_sigobs.testing`` replaces it on the class (and puts it back after), so
+        capturing costs a request nothing otherwise."""
         if state is not None:
             span, trace_id, span_id = state.span, state.trace_id, state.span_id
         else:
