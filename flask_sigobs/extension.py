@@ -62,9 +62,11 @@ class AppRuntime:
             app, self.writer, settings.log_format, settings.log_level,
             settings.capture_logging, settings.service_name)
         direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
-        self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct)
+        ours = self.writer.flush if self.structlog_owner == "flask-sigobs" else None
+        self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct, ours)
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
+        self.writer.flush_first_at_exit()  # lines before the provider's (possibly slow) shutdown
         self.span_source: SignalSpanSource | None = None
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
