@@ -442,7 +442,7 @@ class SigObs:
         """Write the log lines waiting to be written and export the spans waiting to be sent, now.
 
         Lines are written together every ``SIGOBS_LOG_FLUSH_INTERVAL`` (and at exit, before a fork,
-        and at once for an error): call this where a process must not wait for that, at the end of
+        and at once for a warning, an error or an authentication event): call this where a process must not wait for that, at the end of
         a script or a serverless invocation, say. Without ``app`` and outside an app context: every
         app this ``SigObs`` serves.
         """
