@@ -87,34 +87,43 @@ def test_sigkill_after_a_burst_of_failed_logins_loses_no_warning_nor_what_came_b
 
 
 def test_sigkill_under_load_loses_only_info_lines_of_the_last_window(tmp_path):
-    """Two clients keep both workers busy for two seconds with requests whose lines may wait
-    (``/work``: two info lines) and successful logins (an authentication event at info, which
-    may not wait), each client ending on a login; then SIGKILL. No line of a request answered
-    longer than the window before the kill is lost, and no authentication event at all."""
+    """SIGKILL in the middle of traffic. One client keeps both workers busy with requests whose
+    lines may wait (``/work``: two info lines) until the kill; another sends those and successful
+    logins (an authentication event at info, which may not wait) for two seconds, then only
+    ``/work`` for half a second, then one last login, and the server is killed as its answer
+    arrives. No line of a request answered longer than the window before the kill is lost, nor
+    any authentication event: the last login's included."""
     log = tmp_path / "app.log"
     served = []
-    stop = threading.Event()
+    killing = threading.Event()
     with gunicorn(tmp_path, server_env(SIGOBS_LOG_FILE=str(log)), workers=2, app="tests.login_app:app") as server:
-        def client(number: int) -> None:
+        def background() -> None:
             index = 0
-            while not stop.is_set():
-                route = "/login-ok" if index % 4 == 3 else "/work"
-                served.append(call(server, route, f"load-{number}-{index:05d}"))
+            while not killing.is_set():
+                try:
+                    answer = call(server, "/work", f"steady-{index:05d}")
+                except Exception:  # the request the kill cut short
+                    assert killing.is_set()
+                    return
+                served.append(answer)
                 index += 1
-            served.append(call(server, "/login-ok", f"load-{number}-{index:05d}"))
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
-        for thread in threads:
-            thread.start()
-        time.sleep(2.0)
-        stop.set()
-        for thread in threads:
-            thread.join()
+        steady = threading.Thread(target=background)
+        steady.start()
+        started, index = time.monotonic(), 0
+        while time.monotonic() - started < 2.5:
+            mixed = time.monotonic() - started < 2.0
+            route = "/login-ok" if mixed and index % 4 == 3 else "/work"
+            served.append(call(server, route, f"load-{index:05d}"))
+            index += 1
+        served.append(call(server, "/login-ok", "load-last"))
+        killing.set()
         killed = kill_group(server)
+        steady.join(10)
     logs = worker_logs(log, served)
     lost = {pid: len(w.expected) - len(w.present) for pid, w in logs.items()}
     oldest = max((killed - w.first_missing_answered for w in logs.values()
                   if w.first_missing_answered is not None), default=0.0)
-    figure(f"SIGKILL under load (gunicorn -w 2, {len(served)} requests in 2 s): lines lost per worker "
+    figure(f"SIGKILL under load (gunicorn -w 2, {len(served)} requests in 2.5 s): lines lost per worker "
            f"{sorted(lost.values())}, the oldest lost line's request answered {oldest * 1000:.1f} ms before the kill")
     assert_only_the_last_window_lost(logs, killed, FLUSH_INTERVAL + SLACK)
