@@ -63,9 +63,11 @@ class AppRuntime:
             app, self.writer, settings.log_format, settings.log_level,
             settings.capture_logging, settings.service_name)
         direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
-        self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct)
+        ours = self.writer.flush if self.structlog_owner == "flask-sigobs" else None
+        self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct, ours)
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
+        self.writer.flush_first_at_exit()  # lines before the provider's (possibly slow) shutdown
         self.span_source: SignalSpanSource | None = None
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
@@ -460,7 +462,7 @@ class SigObs:
         """Write the log lines waiting to be written and export the spans waiting to be sent, now.
 
         Lines are written together every ``SIGOBS_LOG_FLUSH_INTERVAL`` (and at exit, before a fork,
-        and at once for an error): call this where a process must not wait for that, at the end of
+        and at once for a warning, an error or an authentication event): call this where a process must not wait for that, at the end of
         a script or a serverless invocation, say. Without ``app`` and outside an app context: every
         app this ``SigObs`` serves.
         """

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import weakref
-from logging import ERROR
+from logging import WARNING
 from typing import Any, Iterator
 
 import orjson
@@ -47,9 +47,15 @@ def dumps(event_dict: dict[str, Any], **_: Any) -> bytes:
 class LineWriter:
     """A structlog logger writing whole lines to a file (``O_APPEND``) or standard output.
 
-    Lines are gathered and written together at most ``flush_interval`` seconds later (and at
-    once for an ``error`` or ``critical`` line, when 64 KiB are waiting, at exit and before a
-    fork). One ``write`` per request is not just a system call: it releases the GIL, and when the
+    Lines are gathered and written together at most ``flush_interval`` seconds later. An urgent
+    line (``warning`` and above, and every authentication event: what a crash must not erase)
+    is written at once, with every line that waits before it, in order, so it is in the kernel's
+    hands before its request's response is sent and a SIGKILL after that response loses none of
+    them; only the lines of the last ``flush_interval`` that came after the last urgent one can
+    be lost that way. Lines are also written when 64 KiB are waiting, at exit (before the span
+    exporter's shutdown: see :meth:`flush_first_at_exit`) and before a fork.
+
+    One ``write`` per request is not just a system call: it releases the GIL, and when the
     span exporter's thread is waiting for the GIL, every release hands it a futile wake-up that
     costs the request about 15 us and starves the exporter (spans dropped under load). Each
     write holds whole lines only, so threads and gunicorn workers sharing one file never
@@ -73,10 +79,12 @@ class LineWriter:
         self._pending = bytearray()  # whole lines, each ending in a newline
         if self._fd is not None:  # an app that goes away takes its file descriptor with it
             self._closer = weakref.finalize(self, os.close, self._fd)
+        self._at_exit: Any = None
         if flush_interval > 0:
             self._start_flusher()
             reference = weakref.ref(self)  # the hooks must not keep a writer (and its thread) alive
-            atexit.register(lambda: (w := reference()) and w.flush())
+            self._at_exit = lambda: (w := reference()) and w.flush()
+            atexit.register(self._at_exit)
             os.register_at_fork(before=lambda: (w := reference()) and w.flush(),
                                 after_in_child=lambda: (w := reference()) and w._after_fork())
 
@@ -109,8 +117,21 @@ class LineWriter:
     def urgent(self, message: str | bytes) -> None:
         self.write_line(_encoded(message), True)
 
-    debug = info = warning = warn = log = msg
-    error = critical = exception = fatal = urgent
+    debug = info = log = msg
+    warning = warn = error = critical = exception = fatal = urgent
+
+    def flush_first_at_exit(self) -> None:
+        """Make the exit's flush run before every exit handler registered until now.
+
+        ``atexit`` runs its handlers last in, first out, and the ``TracerProvider`` made after
+        this writer registers its shutdown later: on a collector that is down or slow that
+        shutdown can take the export timeout, and gunicorn's SIGKILL (``--graceful-timeout``
+        after SIGTERM, a second after a worker timeout's SIGABRT) would find the lines still
+        waiting behind it.
+        """
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+            atexit.register(self._at_exit)
 
     def flush(self) -> None:
         """Write the waiting lines; on return, every line written before the call is out, also
@@ -163,6 +184,9 @@ class LineWriter:
 
     def _after_fork(self) -> None:
         self._new_locks()  # a lock held by another thread at fork time is never released
+        # Lines another thread added after the fork's flush are the parent's to write: written
+        # here too, they would be in the file twice.
+        self._pending = bytearray()
         self._start_flusher()
 
     def _start_flusher(self) -> None:
@@ -224,6 +248,16 @@ def iso_utc(time_ns: int) -> str:
     return f"{_Clock.prefix}.{rest // 1000:06d}Z"
 
 
+class _AuthNames(dict):
+    """Event name -> whether it is an authentication event (``auth.*``), learnt once per name:
+    a dictionary hit costs a line a third of what ``startswith`` does. Names come from code
+    (signals and ``observe``), never from a request, so the dictionary stays small."""
+
+    def __missing__(self, name: str) -> bool:
+        is_auth = self[name] = name.startswith("auth.")
+        return is_auth
+
+
 class LogSink:
     """Writes events as log lines, with the request's correlation fields first.
 
@@ -234,10 +268,13 @@ class LogSink:
     the app's own pipeline.
     """
 
-    def __init__(self, logger: Any, service_name: str, level: int, writer: LineWriter | None = None) -> None:
+    def __init__(self, logger: Any, service_name: str, level: int, writer: LineWriter | None = None,
+                 flush: Any = None) -> None:
         self._logger = logger
         self._service_name = service_name
         self._write = writer.write_line if writer is not None else None
+        self._flush = flush  # our writer behind our own (console) pipeline: an auth line's flush
+        self._auth = _AuthNames()
         self.level = level
 
     def emit(self, event: Event, trace_id: str | None, span_id: str | None) -> None:
@@ -249,11 +286,14 @@ class LogSink:
             line["trace_id"] = trace_id
             line["span_id"] = span_id
         line.update(event.attributes)
+        urgent = event.level >= WARNING or self._auth[event.name]  # written before the response
         if self._write is not None:
-            self._write(dumps(line), event.level >= ERROR)
+            self._write(dumps(line), urgent)
         else:
             del line["event"]
             getattr(self._logger, level)(event.name, **line)
+            if urgent and event.level < WARNING and self._flush is not None:
+                self._flush()  # an authentication event at info: the writer's ``info`` lets it wait
 
 
 def own_logger(writer: LineWriter, log_format: str) -> Any:

@@ -68,8 +68,8 @@ class _Router:
     def urgent(self, message: str | bytes) -> None:
         self._writer().urgent(message)
 
-    debug = info = warning = warn = log = msg
-    error = critical = exception = fatal = urgent
+    debug = info = log = msg
+    warning = warn = error = critical = exception = fatal = urgent  # written before the response
 
 
 class _Setup:
@@ -88,7 +88,7 @@ class _LineHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
-            if record.levelno >= logging.ERROR:
+            if record.levelno >= logging.WARNING:  # written before the response
                 self.router.urgent(line)
             else:
                 self.router.msg(line)

@@ -1,7 +1,7 @@
 """Log lines are gathered and written together: soon, whole, at once for errors, and on demand.
 
-``SIGOBS_LOG_FLUSH_INTERVAL`` (0.1 s by default) bounds how long a line waits; an error line is
-written at once with what waits; ``SigObs.flush()`` writes everything now; on a pipe each write
+``SIGOBS_LOG_FLUSH_INTERVAL`` (0.1 s by default) bounds how long a line waits; a warning or
+error line, and every authentication event, is written at once with what waits; ``SigObs.flush()`` writes everything now; on a pipe each write
 stays within ``PIPE_BUF``, so lines of several processes never mix.
 """
 
@@ -13,10 +13,11 @@ import select
 import threading
 import time
 
+import structlog
 from flask import Flask
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from flask_sigobs import SigObs
+from flask_sigobs import SigObs, auth
 from flask_sigobs.logsink import LineWriter, _chunks
 
 
@@ -27,6 +28,16 @@ def app_writing_to(path, **config) -> tuple[Flask, SigObs]:
     @app.route("/fail")
     def fail() -> str:
         raise RuntimeError("boom")
+
+    @app.route("/login")
+    def login() -> str:
+        auth.login_succeeded.send(app, user="alice")  # an authentication event at info
+        return "welcome"
+
+    @app.route("/warn")
+    def warn() -> str:
+        structlog.get_logger().warning("app.suspicious")  # the app's own line, at warning
+        return "noted"
 
     app.config.update(SIGOBS_LOG_FILE=str(path), SIGOBS_SPAN_EXPORTER=InMemorySpanExporter(), **config)
     return app, SigObs(app)
@@ -58,6 +69,28 @@ def test_an_error_line_is_written_at_once_with_what_waits(tmp_path):
     assert events_in(log) == [], "lines were written one by one, not together"
     assert client.get("/fail").status_code == 500
     assert events_in(log)[:2] == ["flask.request_finished", "flask.got_request_exception"]
+
+
+def test_warnings_and_authentication_events_are_written_at_once_with_what_waits(tmp_path):
+    """Before the response is sent: a crash after it must not erase a failed login."""
+    log = tmp_path / "app.log"
+    app, _ = app_writing_to(log, SIGOBS_LOG_FLUSH_INTERVAL=60)
+    client = app.test_client()
+    assert client.get("/").status_code == 200
+    assert events_in(log) == []
+    assert client.get("/login").status_code == 200
+    assert events_in(log) == ["flask.request_finished", "auth.login_succeeded"]  # its access line waits
+    assert client.get("/warn").status_code == 200
+    assert events_in(log) == ["flask.request_finished", "auth.login_succeeded", "flask.request_finished",
+                              "app.suspicious"]
+
+
+def test_authentication_events_are_written_at_once_in_the_console_format_too(tmp_path):
+    log = tmp_path / "app.log"
+    app, _ = app_writing_to(log, SIGOBS_LOG_FLUSH_INTERVAL=60, SIGOBS_LOG_FORMAT="console")
+    client = app.test_client()
+    assert client.get("/login").status_code == 200
+    assert b"auth.login_succeeded" in log.read_bytes()
 
 
 def test_flush_writes_the_waiting_lines_now(tmp_path):
