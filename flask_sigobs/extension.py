@@ -22,6 +22,7 @@ from .errors import report_once
 from .events import Event
 from .headers import content_length, put_header
 from .logsink import LineWriter, LogSink
+from .paths import PLAN_KEY
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
@@ -201,6 +202,9 @@ class AppRuntime:
             query = state.environ.get("QUERY_STRING")
             if query and state.base and state.base.get("url.query") != query:
                 otel_setup.redact_span_query(span, query, state.base["url.query"])
+            plan = state.environ.get(PLAN_KEY)  # set only when the path has a secret in it
+            if plan is not None:
+                otel_setup.redact_span_path(span, plan, state.environ)
 
     def finish(self, state: RequestState, error: BaseException | None = None) -> None:
         try:
