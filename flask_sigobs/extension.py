@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flask
 from blinker import ANY, Signal
 from opentelemetry import trace
+from werkzeug.exceptions import HTTPException
 
 from . import auth, catalogue, config, events, flask_login_bridge, otel_setup, structlog_setup
 from .errors import report_once
@@ -43,6 +44,14 @@ def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
             receiver_failed(name, exc)
 
     return call
+
+
+def server_error(exception: HTTPException) -> bool:
+    """An ``HTTPException`` that is a 5xx (or has no status at all: not an HTTP error we can read)."""
+    code = exception.code
+    if code is None and exception.response is not None:  # abort(Response(...))
+        code = exception.response.status_code
+    return not isinstance(code, int) or code >= 500
 
 
 def receiver_failed(name: str, exc: Exception) -> None:
@@ -309,6 +318,11 @@ class AppRuntime:
         self._context_event("message_flashed", {"flask.flash.category": self.redactor.clean(category)})
 
     def on_got_request_exception(self, sender: Any, exception: BaseException, **_: Any) -> None:
+        if isinstance(exception, HTTPException) and not server_error(exception):
+            # An HTTP error raised on purpose (``abort(401)``): Flask never sends this signal for
+            # one, but Flask-RESTful and flask-restx send it for every HTTP error they handle. Its
+            # status is on the access line; it is not an exception event, nor an ERROR span.
+            return
         state = self.state()
         attributes = {}
         if state is not None and state is not EXCLUDED and state.base:
