@@ -42,7 +42,10 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     path = request.path
     rule = request.url_rule
     if rule is not None:
-        plan = redactor.paths.plan(rule)  # None for a rule without a sensitive variable: a look-up
+        # A rule seen before (every request but its first) is one look-up, without a call; its plan
+        # is None when no variable of the rule is sensitive.
+        known = redactor.paths.plans.get(id(rule))
+        plan = known[1] if known is not None and known[0] is rule else redactor.paths.plan(rule)
     else:  # no rule kept: a 404, or a path that matched one but not its method, or a redirect
         plan = redactor.paths.request_plan(request) if request.routing_exception is not None else None
     if plan is not None:

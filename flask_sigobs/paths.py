@@ -148,6 +148,10 @@ class PathPlan:
         return ["/".join(parts[start:stop]) for start, stop in ranges]
 
 
+#: The plan of a rule that cannot be read: no path has its shape, so all but the leading slash goes.
+WHOLE = PathPlan(0, (), None, None, False, 1)
+
+
 def redact_url_path(value: str, plan: PathPlan, script_name: str = "") -> str:
     """A request target (``/a/b?q``) or URL (``http://host/a/b?q``) with its path redacted by
     ``plan``. The target starts with the WSGI ``SCRIPT_NAME`` when it has it (not when a proxy
@@ -185,7 +189,7 @@ def plan_for(rule: Any, is_sensitive: Callable[[str], bool]) -> PathPlan | None:
     while position < len(text):
         match = _RULE_PART.match(text, position)
         if match is None:  # werkzeug compiled it, so this cannot be: be safe anyway
-            return PathPlan(1, (0,), None, None, False, 0)
+            return WHOLE
         if match.group("slash") is not None:
             segments.append([])
         elif match.group("variable") is not None:
@@ -202,6 +206,8 @@ def plan_for(rule: Any, is_sensitive: Callable[[str], bool]) -> PathPlan | None:
         spread_to = max(index for index in dynamic
                         if index >= spread_from and any(kind != _FIXED for _, kind in segments[index]))
     sensitive = tuple(index for index in dynamic if any(is_sensitive(name) for name, _ in segments[index]))
+    if not sensitive:  # only a subdomain's or host's variable is: the path has none of it
+        return None
     return PathPlan(len(segments), sensitive, spread_from, spread_to, text.endswith("/") and len(segments) > 1,
                     dynamic[0] if dynamic else len(segments))
 
@@ -221,24 +227,25 @@ def _kind(converter: Any) -> int:
 
 
 class RoutePaths:
-    """One app's plans, by rule (a werkzeug ``Rule`` is unhashable: by ``id``, the rule kept)."""
+    """One app's plans, by rule: ``plans[id(rule)] = (rule, plan)`` (a werkzeug ``Rule`` is
+    unhashable; the rule is kept so that its ``id`` is not another's)."""
 
     def __init__(self, is_sensitive: Callable[[str], bool]) -> None:
         self._is_sensitive = is_sensitive
-        self._plans: dict[int, tuple[Any, PathPlan | None]] = {}
+        self.plans: dict[int, tuple[Any, PathPlan | None]] = {}
 
     def plan(self, rule: Any) -> PathPlan | None:
-        entry = self._plans.get(id(rule))
+        entry = self.plans.get(id(rule))
         if entry is not None and entry[0] is rule:  # every request but a rule's first: this
             return entry[1]
         try:
             plan = plan_for(rule, self._is_sensitive)
         except Exception:  # a rule we cannot read: its variables' names still decide
             sensitive = any(self._is_sensitive(name) for name in getattr(rule, "arguments", ()) or ())
-            plan = PathPlan(1, (0,), None, None, False, 0) if sensitive else None
-        if len(self._plans) >= MAX_RULES:
-            self._plans.clear()
-        self._plans[id(rule)] = (rule, plan)
+            plan = WHOLE if sensitive else None
+        if len(self.plans) >= MAX_RULES:
+            self.plans.clear()
+        self.plans[id(rule)] = (rule, plan)
         return plan
 
     def request_plan(self, request: Any) -> PathPlan | None:
