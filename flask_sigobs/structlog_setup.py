@@ -127,7 +127,7 @@ def make_safe(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict
     if isinstance(event, str):
         if "?" in event:
             event = _URL_QUERY.sub(lambda m: "?" + redactor.query(m.group(1)), event)
-        event = scrub_recent(event)  # a path with a secret segment, the dev server's request line's say
+        event = scrub_recent(event)  # the dev server's request line names a path with a secret in it
         safe["event"] = redactor.text(event)
     elif event is not None:
         safe["event"] = redactor.clean(event)
