@@ -11,6 +11,7 @@ import traceback
 from typing import Any
 
 from .errors import report_once
+from .paths import PLAN_KEY, remember
 from .redaction import SECRETS_KEY, Redactor, escape, scrub, scrub_exception
 from .requeststate import RequestState, client_address
 
@@ -42,11 +43,25 @@ def request_attributes(request: Any, state: RequestState, redactor: Redactor, tr
     """Who asked for what: built once per request and reused by every request event."""
     environ = request.environ
     text = redactor.text
+    path = request.path
+    rule = request.url_rule
+    if rule is not None:
+        # A rule seen before (every request but its first) is one look-up, without a call; its plan
+        # is None when no variable of the rule is sensitive.
+        known = redactor.paths.plans.get(id(rule))
+        plan = known[1] if known is not None and known[0] is rule else redactor.paths.plan(rule)
+    else:  # no rule kept: a 404, or a path that matched one but not its method, or a redirect
+        plan = redactor.paths.request_plan(request) if request.routing_exception is not None else None
+    if plan is not None:
+        redacted = plan.redact(path)
+        if redacted != path:
+            remember(environ, path, redacted, plan)
+            path = redacted
+        environ[PLAN_KEY] = plan  # for the span the standard instrumentation made from the raw path
     attrs: dict[str, Any] = {
         "http.request.method": text(environ.get("REQUEST_METHOD", "")),
-        "url.path": text(request.path),
+        "url.path": text(path),
     }
-    rule = request.url_rule
     if rule is not None:
         attrs["http.route"] = rule.rule
     query = environ.get("QUERY_STRING")

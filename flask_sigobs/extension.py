@@ -16,6 +16,7 @@ from typing import Any, Callable
 import flask
 from blinker import ANY, Signal
 from opentelemetry import trace
+from werkzeug.exceptions import HTTPException
 
 from . import auth, catalogue, config, events, otel_setup, structlog_setup
 from .bridges import Source, flask_login, flask_security
@@ -23,6 +24,7 @@ from .errors import report_once
 from .events import Event
 from .headers import content_length, put_header
 from .logsink import LineWriter, LogSink
+from .paths import PLAN_KEY
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
@@ -43,6 +45,14 @@ def guarded(receiver: Callable[..., Any], name: str) -> Callable[..., Any]:
             receiver_failed(name, exc)
 
     return call
+
+
+def server_error(exception: HTTPException) -> bool:
+    """An ``HTTPException`` that is a 5xx (or has no status at all: not an HTTP error we can read)."""
+    code = exception.code
+    if code is None and exception.response is not None:  # abort(Response(...))
+        code = exception.response.status_code
+    return not isinstance(code, int) or code >= 500
 
 
 def receiver_failed(name: str, exc: Exception) -> None:
@@ -207,6 +217,9 @@ class AppRuntime:
             query = state.environ.get("QUERY_STRING")
             if query and state.base and state.base.get("url.query") != query:
                 otel_setup.redact_span_query(span, query, state.base["url.query"])
+            plan = state.environ.get(PLAN_KEY)  # set only when the path has a secret in it
+            if plan is not None:
+                otel_setup.redact_span_path(span, plan, state.environ)
 
     def finish(self, state: RequestState, error: BaseException | None = None) -> None:
         try:
@@ -315,6 +328,11 @@ class AppRuntime:
         self._context_event("message_flashed", {"flask.flash.category": self.redactor.clean(category)})
 
     def on_got_request_exception(self, sender: Any, exception: BaseException, **_: Any) -> None:
+        if isinstance(exception, HTTPException) and not server_error(exception):
+            # An HTTP error raised on purpose (``abort(401)``): Flask never sends this signal for
+            # one, but Flask-RESTful and flask-restx send it for every HTTP error they handle. Its
+            # status is on the access line; it is not an exception event, nor an ERROR span.
+            return
         state = self.state()
         attributes = {}
         if state is not None and state is not EXCLUDED and state.base:

@@ -25,6 +25,7 @@ from opentelemetry.trace import Status, StatusCode
 from .config import ConfigError
 from .errors import report_once
 from .fastspan import ServerSpanProvider
+from .paths import PathPlan, redact_url_path
 from .redaction import SECRETS_KEY, Redactor, cut, scrub
 from .spanqueue import ExportQueue
 
@@ -263,3 +264,24 @@ def redact_span_query(span: Any, query: str, redacted: str) -> None:
         value = attributes.get(key)
         if isinstance(value, str) and query in value:
             span.set_attribute(key, value.replace(query, redacted))
+
+
+_PATH_KEYS = ("url.path", "http.target", "http.url", "url.full")
+
+
+def redact_span_path(span: Any, plan: PathPlan, environ: Any) -> None:
+    """The instrumentation copies the path as sent onto the span (``PATH_INFO`` as ``url.path``,
+    the request target or URL in the old conventions, and the path into the span's name when no
+    route matched): the segments of the route's sensitive variables replaced, as in the events."""
+    attributes = getattr(span, "attributes", None) or {}
+    script = environ.get("SCRIPT_NAME") or ""
+    for key in _PATH_KEYS:
+        value = attributes.get(key)
+        if isinstance(value, str) and value:
+            redacted = plan.redact(value) if key == "url.path" else redact_url_path(value, plan, script)
+            if redacted != value:
+                span.set_attribute(key, redacted)
+    path = (environ.get("PATH_INFO") or "").strip()
+    name = getattr(span, "name", None)
+    if path and isinstance(name, str) and name.endswith(" " + path):  # "GET /reset/abc": no route
+        span.update_name(name[:-len(path)] + plan.redact(path))

@@ -80,6 +80,9 @@ class Redactor:
         self._verdicts: dict[str, bool] = {}
         self.max_length = max_length
         self.longest = max_length + MARKER_ROOM  # no text this redactor yields is longer
+        from .paths import RoutePaths  # here: that module imports this one's REDACTED
+
+        self.paths = RoutePaths(self.is_sensitive)  # which path segments of a route are secret
 
     def is_sensitive(self, key: str) -> bool:
         verdict = self._verdicts.get(key)
@@ -161,7 +164,8 @@ class Redactor:
         Sensitive headers (``Authorization`` and the token after its scheme, the password of
         Basic credentials, ``Cookie``, ``X-API-Key``, ...), cookies, query parameters, form fields
         and JSON body keys, the last two only when the app has parsed the body already (reading
-        it here could mean reading a large upload). Longest first, for :func:`scrub`.
+        it here could mean reading a large upload), and path segments bound to a sensitive route
+        variable (``/reset/<token>``). Longest first, for :func:`scrub`.
         """
         found: list[str] = []
 
@@ -195,6 +199,13 @@ class Redactor:
                 if sep and self.is_sensitive(unquote_plus(name)):
                     add(value)
                     add(unquote_plus(value))
+        try:
+            plan = self.paths.request_plan(request)
+            if plan is not None:
+                for value in plan.values(request.path):
+                    add(value)
+        except Exception:
+            pass
         form = vars(request).get("form")  # werkzeug caches the parsed form in the instance dict
         if form:
             for name, value in form.items(multi=True):

@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from . import requeststate
 from .logsink import LineWriter, own_logger, renderer
+from .paths import scrub_recent
 from .redaction import SECRETS_KEY, Redactor, scrub
 
 
@@ -114,8 +115,9 @@ def make_safe(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict
     """structlog processor: the app's and the libraries' own lines held to our events' rules.
 
     Values of sensitive keys redacted, every value bounded and JSON-safe, URL query strings in
-    the message redacted (werkzeug's request line carries the raw one), and any secret of the
-    current request that the line echoes (an exception's message, say) replaced.
+    the message redacted (werkzeug's request line carries the raw one), so is the last path of
+    this thread that had a secret segment, and any secret of the current request that the line
+    echoes (an exception's message, say) replaced.
     """
     state = current_state()
     redactor = state.redactor if state is not None else _DEFAULT_REDACTOR
@@ -125,6 +127,7 @@ def make_safe(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict
     if isinstance(event, str):
         if "?" in event:
             event = _URL_QUERY.sub(lambda m: "?" + redactor.query(m.group(1)), event)
+        event = scrub_recent(event)  # the dev server's request line names a path with a secret in it
         safe["event"] = redactor.text(event)
     elif event is not None:
         safe["event"] = redactor.clean(event)

@@ -26,7 +26,7 @@ from flask_sigobs.redaction import REDACTED
 from .reliability import figure
 from .servers import OtlpSink, gunicorn, http_get, json_lines, server_env
 
-CHANNELS = ("form", "query", "bearer", "basic", "api_key_header", "cookie", "json")
+CHANNELS = ("form", "query", "bearer", "basic", "api_key_header", "cookie", "json", "path")
 RAISES = ("message", "key_error", "detail_attribute", "chained", "os_error", "notes", "none")
 EXAMPLES = 40  # per span source
 
@@ -59,6 +59,8 @@ def secret_from(channel: str) -> str:
         return request.headers["X-Api-Key"]
     if channel == "cookie":
         return request.cookies["session_token"]
+    if channel == "path":  # a reset link: /path/<raises>/<path:reset_token>
+        return request.view_args["reset_token"]
     return request.get_json()["credentials"]["client_secret"]
 
 
@@ -66,7 +68,8 @@ def secrets_app() -> Flask:
     app = Flask("secrets")
 
     @app.route("/<channel>/<raises>", methods=["POST"])
-    def leak(channel: str, raises: str):
+    @app.route("/<channel>/<raises>/<path:reset_token>", methods=["POST"])
+    def leak(channel: str, raises: str, reset_token: str | None = None):
         secret = secret_from(channel)
         sender = current_app._get_current_object()
         auth.login_failed.send(sender, user="alice", password=secret, details={"nested": [{"api_key": secret}]})
@@ -110,6 +113,8 @@ def send(base: str, channel: str, raises: str, secret: str) -> int:
         headers["X-Api-Key"] = secret
     elif channel == "cookie":
         headers["Cookie"] = f"theme=dark; session_token={quote(secret, safe='')}"
+    elif channel == "path":
+        path += "/" + quote(secret, safe="")
     else:
         headers["Content-Type"] = "application/json"
         body = json.dumps({"username": "alice", "credentials": {"client_secret": secret}}).encode()
