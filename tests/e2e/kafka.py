@@ -83,7 +83,9 @@ class KafkaBroker:
             "",
         ]))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties))
+        # "=" joined: a cluster id is URL-safe base64, and one that starts with "-" is no option
+        self._java("kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "--config",
+                   str(self.properties))
 
     @property
     def address(self) -> str:
