@@ -163,6 +163,27 @@ def test_a_middleware_that_copies_the_environ_after_the_attach_keeps_the_span(ob
     assert_observed(observed, "req-copied", 200, "/work")
 
 
+def test_an_app_mounted_inside_another_after_the_attach_is_observed_once(observe):
+    """``app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {...})`` after the attach: a request for
+    the mounted app passes through the outer app's ``Flask.__call__`` first, and is still the
+    mounted app's alone (its line, its span), never a line of the outer app."""
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+    outer_app, inner_app = Flask("outer"), Flask("inner")
+    outer_app.get("/")(lambda: "outer")
+    inner_app.get("/items/<int:item_id>")(lambda item_id: f"inner {item_id}")
+    outer, inner = observe(outer_app), observe(inner_app)
+    outer_app.wsgi_app = DispatcherMiddleware(outer_app.wsgi_app, {"/inner": inner_app})  # type: ignore[method-assign]
+    with outer.serve() as base:
+        assert get(base, "/inner/items/3", "req-mounted")[2] == b"inner 3"
+        assert get(base, "/", "req-outer")[2] == b"outer"
+    assert_observed(inner, "req-mounted", 200, "/items/<int:item_id>")
+    assert_observed(outer, "req-outer", 200, "/")
+    assert [line["request.id"] for line in outer.events("flask.request_finished")] == ["req-outer"]
+    assert [line["request.id"] for line in inner.events("flask.request_finished")] == ["req-mounted"]
+    assert len(outer.server_spans()) == 1 and len(inner.server_spans()) == 1
+
+
 @pytest.fixture
 def autoattached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Flask]]:
     """The launchers' attach, in this process: every app attached on its first request."""
