@@ -67,7 +67,7 @@ def install() -> None:
             return entry(self, environ, start_response)
 
         __call__.__wrapped__ = original  # type: ignore[attr-defined]
-        __call__.__sigobs_autoattach__ = False  # type: ignore[attr-defined]
+        __call__.__sigobs_autoattach__ = False  # type: ignore[attr-defined]  # True while a launcher's attach is on
         _patched = __call__
         flask.app.Flask.__call__ = __call__  # type: ignore[method-assign]
 
