@@ -1,10 +1,11 @@
 """Attach flask-sigobs to every Flask app of the process, without touching the app's code.
 
-:func:`install` patches ``flask.app.Flask.__call__`` (the WSGI entry point every server calls) at
-class level, so it holds for every app: created before or after, by a factory or at import, of
-``flask.Flask`` or of a subclass (such as the one ``opentelemetry-instrument``'s Flask
-instrumentation puts in place of ``flask.Flask``). The patched ``__call__`` attaches on the
-app's *first request*, which gives three things at once:
+:func:`install` plugs into ``flask.app.Flask.__call__`` (the WSGI entry point every server calls),
+which :mod:`flask_sigobs.appcall` replaced at class level, so it holds for every app: created
+before or after, by a factory or at import, of ``flask.Flask`` or of a subclass (such as the one
+``opentelemetry-instrument``'s Flask instrumentation puts in place of ``flask.Flask``). A request
+for an app not observed yet attaches it: on the app's *first request*, which gives three things
+at once:
 
 - configuration set on ``app.config`` after ``Flask()`` (by a factory, by ``from_object``) is
   seen, as if the app had called ``SigObs(app)`` at the end of its set-up;
@@ -14,7 +15,8 @@ app's *first request*, which gives three things at once:
   TracerProvider, its export thread and the OTLP connection are made in each worker, after the
   fork.
 
-After the first request the cost per request is one dictionary look-up. Attaching is done under
+Attaching leaves ``app.wsgi_app`` as the app made it (see :mod:`flask_sigobs.appcall`). After the
+first request the cost per request is one dictionary look-up. Attaching is done under
 a lock, once per app, whatever the number of threads serving its first requests. If it fails (an
 invalid ``SIGOBS_*`` value), the failure is reported once on the ``flask_sigobs`` logger (standard
 error when logging is not set up), and the app keeps serving, unobserved: ``sigobs doctor`` says why.
@@ -28,11 +30,11 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Callable
+from typing import Any
 
 import flask
-import flask.app
 
+from . import appcall
 from .errors import logger
 
 #: ``app.extensions`` key under which an attach that failed is remembered (with its reason), so
@@ -40,7 +42,7 @@ from .errors import logger
 FAILED_KEY = "sigobs.autoattach_failed"
 
 _lock = threading.RLock()
-_original_call: Callable[..., Any] | None = None
+_installed = False
 _shared: Any = None  # the SigObs instance that serves every auto-attached app
 
 
@@ -57,37 +59,34 @@ def disabled(environ: Any = None) -> bool:
 
 
 def installed() -> bool:
-    return _original_call is not None
+    return _installed
 
 
 def install() -> None:
-    """Patch ``Flask.__call__`` so that every app is attached on its first request (idempotent)."""
-    global _original_call
+    """Attach every Flask app on its first request from now on (idempotent)."""
+    global _installed
     with _lock:
-        if _original_call is not None:
+        if _installed:
             return
-        original = flask.app.Flask.__call__
-        _original_call = original
+        _installed = True
+        appcall.set_first_call(_first_request)
 
-        def __call__(self: flask.Flask, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-            extensions = self.extensions
-            if "sigobs" not in extensions and FAILED_KEY not in extensions:
-                attach(self)
-            return original(self, environ, start_response)
 
-        __call__.__sigobs_autoattach__ = True  # type: ignore[attr-defined]
-        __call__.__wrapped__ = original  # type: ignore[attr-defined]
-        flask.app.Flask.__call__ = __call__  # type: ignore[method-assign]
+def _first_request(app: flask.Flask) -> None:
+    """A request for an app with no runtime: attach it, unless something did or it failed before."""
+    extensions = app.extensions
+    if "sigobs" not in extensions and FAILED_KEY not in extensions:
+        attach(app)
 
 
 def uninstall() -> None:
     """Undo :func:`install`; apps already attached stay attached."""
-    global _original_call
+    global _installed
     with _lock:
-        if _original_call is None:
+        if not _installed:
             return
-        flask.app.Flask.__call__ = _original_call  # type: ignore[method-assign]
-        _original_call = None
+        appcall.set_first_call(None)
+        _installed = False
 
 
 def shared_sigobs() -> Any:

@@ -936,11 +936,7 @@ def _span_makers(app: Any, runtime: Any) -> list[str]:
 
 
 def _inner_wsgi(node: Any) -> Any:
-    owner = getattr(node, "__self__", None)
-    if owner is not None:  # a bound method: our AppRuntime.wsgi_app, or the Flask app's own (the end)
-        inner = getattr(owner, "_inner_wsgi", None)
-        if inner is not None:
-            return inner
+    if getattr(node, "__self__", None) is not None:  # a bound method: the Flask app's own (the end)
         return None
     for attribute in ("wsgi", "app", "wsgi_app", "application", "__wrapped__"):
         inner = getattr(node, attribute, None)

@@ -18,7 +18,7 @@ from blinker import ANY, Signal
 from opentelemetry import trace
 from werkzeug.exceptions import HTTPException
 
-from . import auth, catalogue, config, events, otel_setup, structlog_setup
+from . import appcall, auth, catalogue, config, events, otel_setup, structlog_setup
 from .bridges import Source, flask_login, flask_security
 from .errors import report_once
 from .events import Event
@@ -79,11 +79,12 @@ class AppRuntime:
             settings.service_name, settings.span_exporter)
         self.writer.flush_first_at_exit()  # lines before the provider's (possibly slow) shutdown
         self.span_source: SignalSpanSource | None = None
+        self._otel_wsgi: Callable[..., Any] | None = None  # the instrumentation's WSGI wrapper, when we instrumented
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
             self.instrumented_by = "flask-sigobs signals"
         else:  # an app instrumented already keeps its span, whatever the setting says
-            self.instrumented_by = otel_setup.instrument(app, self.tracer_provider)
+            self.instrumented_by, self._otel_wsgi = otel_setup.instrument(app, self.tracer_provider)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
@@ -115,40 +116,55 @@ class AppRuntime:
         return self._app()  # type: ignore[return-value]
 
     def _install_hooks(self) -> None:
+        """Hook in without changing what the app sees: ``app.wsgi_app`` stays the app's own object
+        (its middleware, before or after the attach, readable), requests reach :meth:`wsgi_app`
+        through ``Flask.__call__`` (:mod:`appcall`)."""
         app = self.app
-        self._inner_wsgi = app.wsgi_app
-        self._excluded_wsgi = app.wsgi_app  # what serves an excluded path
+        self._down: Callable[..., Any] | None = appcall.DOWN  # None: app.wsgi_app, called inline
+        self._excluded_down = appcall.call_down  # what serves an excluded path
         self._start_otel_span: Callable[[], Any] | None = None
         if self.span_source is None:
             funcs = app.before_request_funcs.setdefault(None, [])
             otel_hook = getattr(app, "_before_request", None)
             hook = self.before_request
-            if self.instrumented_by == "flask-sigobs" and otel_hook in funcs:
-                # We instrumented: our one hook starts the instrumentation's span unless the path is
-                # excluded, and an excluded path skips its WSGI wrapper too. Passing our exclusions to
-                # the instrumentation instead costs every request a full URL and three regex searches.
+            if self._otel_wsgi is not None and otel_hook in funcs:
+                # We instrumented: the instrumentation's span starts at request_started (see
+                # on_request_started: before any url_value_preprocessor or before_request function
+                # can end the request), unless the path is excluded, and an excluded path skips its
+                # WSGI wrapper too. Passing our exclusions to the instrumentation instead costs every
+                # request a full URL and three regex searches. Our hook takes its place in the list.
                 self._start_otel_span = otel_hook
                 funcs[funcs.index(otel_hook)] = hook
                 app._before_request = hook  # what FlaskInstrumentor.uninstrument_app removes
-                self._excluded_wsgi = app._original_wsgi_app
+                self._down = self._instrumented_down
             else:
                 position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
                 funcs.insert(position, hook)  # right after the span is started
-        app.wsgi_app = self.wsgi_app  # type: ignore[method-assign]
+        appcall.observe(app, self.wsgi_app)
+
+    def _instrumented_down(self, app: flask.Flask, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Down through the instrumentation's WSGI wrapper we hold (it calls ``appcall.call_down``),
+        while the app is still instrumented: ``FlaskInstrumentor.uninstrument_app`` undoes it."""
+        if app.__dict__.get("_is_instrumented_by_opentelemetry"):
+            return self._otel_wsgi(environ, start_response)  # type: ignore[misc]
+        self._down, self._start_otel_span = appcall.DOWN, None  # uninstrumented: as if we never had
+        return appcall.call_down(app, environ, start_response)
 
     # -- the request state ----------------------------------------------------------------
 
-    def wsgi_app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        """Outermost: creates the request state, and ends the span once everything is said."""
+    def wsgi_app(self, app: flask.Flask, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Outermost (``Flask.__call__``, outside the app's middleware): creates the request state,
+        and ends the span once everything is said."""
         excluded = self._excluded_match  # self.excluded(path), without the call
         if excluded is not None and excluded(environ.get("PATH_INFO", "")) is not None:
             environ[STATE_KEY] = EXCLUDED
-            return self._excluded_wsgi(environ, start_response)
+            return self._excluded_down(app, environ, start_response)
         state = self._new_state(environ)
         environ[STATE_KEY] = state
         token = current.set(state)
         try:
-            result = self._inner_wsgi(environ, start_response)
+            down = self._down  # None: Flask's own __call__, inlined (a frame less per request)
+            result = app.wsgi_app(environ, start_response) if down is None else down(app, environ, start_response)
         except BaseException as error:
             self.finish(state, error)
             raise
@@ -185,25 +201,26 @@ class AppRuntime:
         if state is None and flask.has_request_context():
             environ = flask.request.environ
             state = environ.get(STATE_KEY)
-            if state is None:  # served without our WSGI wrapper (a test request context, ...)
-                state = EXCLUDED if self.excluded(environ.get("PATH_INFO", "")) else self._new_state(environ)
+            if state is None:  # not through Flask.__call__ (a test request context, a server given app.wsgi_app)
+                if self.excluded(environ.get("PATH_INFO", "")):
+                    state = EXCLUDED
+                else:
+                    state = self._new_state(environ)
+                    state.unhooked = True  # request_finished finishes it: nothing else would
                 environ[STATE_KEY] = state
         return state
 
     def before_request(self) -> None:
-        """Runs right after the span source's own ``before_request`` (or runs it, when we
-        instrumented): the span now exists."""
+        """Runs right after the span source's own ``before_request``: the span now exists. (When we
+        instrumented, it takes the instrumentation's place and the span exists already.)"""
         try:
             state = current.get() or self.state()  # the set state without a call
-            if state is EXCLUDED:
+            if state is EXCLUDED or state is None:
                 return
-            if self._start_otel_span is not None:
-                self._start_otel_span()
-            if state is None:
-                return
-            span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
-            if span is not None and state.span is None:
-                self._adopt_span(state, span)
+            if state.span is None:
+                span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
+                if span is not None:
+                    self._adopt_span(state, span)
             if state.pending:
                 self._flush(state)
         except Exception as exc:
@@ -223,6 +240,8 @@ class AppRuntime:
 
     def finish(self, state: RequestState, error: BaseException | None = None) -> None:
         try:
+            if not state.finished and state.base is not None:
+                self._finished_without_response(state)
             state.finished = True
             if state.pending:
                 self._flush(state)
@@ -306,9 +325,18 @@ class AppRuntime:
             if state is None or state is EXCLUDED:
                 return
             request = flask.request._get_current_object()  # type: ignore[attr-defined]
+            if request.environ is not state.environ:
+                state.environ = request.environ  # a middleware handed Flask a copy: Flask's is the one
             state.base = events.request_attributes(request, state, self.redactor, self.settings.trusted_proxies)
             if self.span_source is not None and state.span is None:
                 self.span_source.start(state, request, state.started_ns)
+            elif self._start_otel_span is not None and state.span is None:
+                # We instrumented: its span starts here, not in its before_request function, which a
+                # url_value_preprocessor (or a before_request function before it) may never let run.
+                self._start_otel_span()
+                span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
+                if span is not None:
+                    self._adopt_span(state, span)
             if self._enabled["request_started"]:  # the event only reads base: no copy
                 self.emit("flask.request_started", self._levels["request_started"], state.base, state,
                           span_attributes={"request.id": state.request_id})
@@ -365,6 +393,31 @@ class AppRuntime:
             if status >= 500:
                 level = max(level, logging.ERROR)
             if self._enabled["request_finished"]:  # the span names who the access line names
+                self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome,
+                          span_user=state.user_id)
+            if state.unhooked:  # no WSGI call of ours to end the span: end it now, and leave its context
+                if state.token is not None:
+                    self.span_source.detach(state)  # type: ignore[union-attr]
+                elif self._otel_wsgi is not None and state.span is not None:  # its WSGI wrapper was passed by
+                    otel_setup.response_status(state.span, response.status_code)
+                self.finish(state)
+        except Exception as exc:
+            receiver_failed("flask.request_finished", exc)
+
+    def _finished_without_response(self, state: RequestState) -> None:
+        """The request started but Flask never sent ``request_finished``: an ``after_request``
+        function or the session save raised (Flask then sends ``got_request_exception`` and answers
+        500, but sends ``request_finished`` only if finishing its error response succeeds), or an
+        exception left Flask (``PROPAGATE_EXCEPTIONS``: the server answers 500). The access line
+        still says so, once: status 500, at ``error``, and the span gets the status. (The exception
+        itself is on the span already: its ``got_request_exception`` event, the instrumentation's
+        teardown, or ``span_source.end``.)"""
+        try:  # what on_request_finished does (written out there: a call less per request), for a 500
+            attributes, outcome = events.finished_attributes(state, 500, None)
+            if self.span_source is not None:
+                self.span_source.response(state, 500)
+            if self._enabled["request_finished"]:
+                level = max(self._levels["request_finished"], logging.ERROR)
                 self.emit("flask.request_finished", level, attributes, state, span_attributes=outcome,
                           span_user=state.user_id)
         except Exception as exc:

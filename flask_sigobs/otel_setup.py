@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from typing import Any
 
 from opentelemetry import trace
@@ -30,6 +31,7 @@ from .redaction import SECRETS_KEY, Redactor, cut, scrub
 from .spanqueue import ExportQueue
 
 OTEL_SPAN_KEY = "opentelemetry-flask.span_key"
+_UNSET = object()
 
 #: Seconds one export may take (``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT`` / ``OTEL_EXPORTER_OTLP_TIMEOUT``,
 #: read in seconds as the Python SDK does): a black-holed collector holds the export thread that
@@ -142,19 +144,54 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     return provider, "flask-sigobs"
 
 
-def instrument(app: Any, provider: Any) -> str:
-    """Instrument ``app`` unless it already is; say who did. ``SIGOBS_EXCLUDED_PATHS`` are not the
-    instrumentation's business: ``AppRuntime`` keeps its span off them (the instrumentation still
-    reads ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). Its server span is made the short way
-    (``fastspan.ServerSpanProvider``): the same span, a third of the cost."""
+def instrument(app: Any, provider: Any) -> tuple[str, Any]:
+    """Instrument ``app`` unless it already is; say who did, and give the instrumentation's WSGI
+    wrapper when we did. ``SIGOBS_EXCLUDED_PATHS`` are not the instrumentation's business:
+    ``AppRuntime`` keeps its span off them (the instrumentation still reads
+    ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). Its server span is made the short way
+    (``fastspan.ServerSpanProvider``): the same span, a third of the cost.
+
+    ``FlaskInstrumentor.instrument_app`` replaces ``app.wsgi_app`` by its wrapper, which an app
+    reading its own middleware back (``current_app.wsgi_app.script_name``) cannot survive. So the
+    wrapper is made around ``appcall.call_down`` (the app's ``wsgi_app`` of the moment, middleware
+    added later included) and handed to ``AppRuntime``, which calls it; ``app.wsgi_app`` is put
+    back as it was, and is what ``uninstrument_app`` puts back too."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
-        return "app"
+        return "app", None
     # One vocabulary: the stable HTTP semantic conventions on the span, like our events.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider))
-    return "flask-sigobs"
+    from . import appcall
+
+    app_ref = weakref.ref(app)  # the app holds its runtime, which holds this: no cycle back
+
+    def flask_call(environ: dict[str, Any], start_response: Any) -> Any:
+        return appcall.call_down(app_ref(), environ, start_response)
+
+    own = app.__dict__.get("wsgi_app", _UNSET)
+    app.wsgi_app = flask_call
+    try:
+        FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider))
+        wrapper = app.wsgi_app
+    finally:
+        if own is _UNSET:
+            del app.wsgi_app  # Flask's own method again, as the class gives it
+        else:
+            app.wsgi_app = own
+    app._original_wsgi_app = app.wsgi_app
+    return "flask-sigobs", wrapper
+
+
+def response_status(span: Any, status_code: int) -> None:
+    """What the instrumentation's WSGI wrapper sets from the response, for a request that did not
+    pass through it (a server given ``app.wsgi_app`` itself): the status code, and 5xx an error."""
+    if not span.is_recording():
+        return
+    span.set_attribute("http.response.status_code", status_code)
+    if status_code >= 500:
+        span.set_attribute("error.type", str(status_code))
+        span.set_status(Status(StatusCode.ERROR))
 
 
 _NOT_OURS = object()

@@ -31,7 +31,7 @@ current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", 
 
 class RequestState:
     __slots__ = ("environ", "request_id", "service_name", "writer", "redactor", "started", "started_ns", "span", "trace_id", "span_id",
-                 "pending", "user_id", "base", "finished", "token", "__weakref__")
+                 "pending", "user_id", "base", "finished", "token", "unhooked", "__weakref__")
 
     def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any,
                  redactor: Any) -> None:
@@ -50,6 +50,7 @@ class RequestState:
         self.base: dict[str, Any] | None = None  # request attributes, built once at request_started
         self.finished = False  # request_finished seen: later events no longer wait for the span
         self.token: Any = None  # the OpenTelemetry context token of a span we attached
+        self.unhooked = False  # made by a signal: the request did not come through Flask.__call__
 
     def adopt(self, span: Any) -> None:
         """The request's server span, whichever source made it, and its ids for the log lines."""

@@ -119,7 +119,8 @@ class SignalSpanSource:
         if span is None:
             return
         if error is not None and span.is_recording():  # an exception that escaped Flask itself
-            span.record_exception(error)
+            if not any(event.name == "exception" for event in span.events):  # got_request_exception's, once
+                span.record_exception(error)
             span.set_attribute("error.type", exception_type(error))
             try:
                 description = f"{type(error).__name__}: {error}"
