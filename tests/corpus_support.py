@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from .e2e.stack import (GUNICORN_CONFIG, ROOT, NoRedirect, Process, _gunicorn_has_setting, clean_environ, free_ports,
-                        wait_for)
+                        http_request, wait_for)
 from .servers import OtlpSink, ReceivedSpan
 
 LAUNCHERS = {
@@ -159,6 +159,7 @@ class CorpusApp:
     expect: dict[str, int] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     auth: Callable[["Attached"], list[str]] | None = None
+    ready_path: str | None = None  # when set, ready once this answers (not on the workers' lines)
 
 
 def sqlite_environ(workdir: Path) -> dict[str, str]:
@@ -220,6 +221,9 @@ def serve(app: CorpusApp, workdir: Path, launcher: str | None, sink: OtlpSink | 
         served.process.start()
 
         def workers_ready() -> bool:  # see tests/e2e/gunicorn_conf.py
+            if app.ready_path is not None:
+                status, _, _ = http_request(served.url + app.ready_path, timeout=5)
+                return status == 200
             return served.process.output(tail=2000).count("sigobs-e2e: worker") >= workers  # type: ignore[union-attr]
 
         wait_for(f"{workers} gunicorn workers of {app.target}", workers_ready, 60, alive=served.process.check_alive)
