@@ -144,7 +144,8 @@ class CorpusApp:
     """A third-party app, how to serve it, and the requests that prove it.
 
     ``target`` is gunicorn's (``module:app``), imported in ``cwd()``; ``prepare`` commands run
-    first in the run's work folder (``{python}`` is this interpreter), with ``environ(workdir)``;
+    first in the run's work folder (``{python}`` is this interpreter), with ``environ(data)``
+    (``data``: the run's folder for its database and settings, see :func:`data_folder`);
     ``script(run)`` sends the requests, ``expect`` (label -> status) holds for the run without
     flask-sigobs (the script does what it means to); ``auth(attached)`` returns the problems with
     the auth events (and other app-specific outputs) of an attached run.
@@ -153,7 +154,7 @@ class CorpusApp:
     name: str
     target: str
     script: Callable[[Run], None]
-    environ: Callable[[Path], dict[str, str]] = lambda workdir: {}
+    environ: Callable[[Path], dict[str, str]] = lambda data: {}
     prepare: list[list[str]] = field(default_factory=list)
     cwd: Callable[[], Path] = lambda: ROOT
     expect: dict[str, int] = field(default_factory=dict)
@@ -162,8 +163,20 @@ class CorpusApp:
     ready_path: str | None = None  # when set, ready once this answers (not on the workers' lines)
 
 
-def sqlite_environ(workdir: Path) -> dict[str, str]:
-    return {"CORPUS_DATABASE_URI": f"sqlite:///{workdir / 'app.db'}"}
+def sqlite_environ(data: Path) -> dict[str, str]:
+    return {"CORPUS_DATABASE_URI": f"sqlite:///{data / 'app.db'}"}
+
+
+def data_folder(workdir: Path) -> Path:
+    """Where a run keeps its database: in memory (``/dev/shm``) where there is one, else ``workdir``.
+
+    SQLite syncs each commit to disk, and an app that commits at start-up (Flask-AppBuilder writes
+    its permissions from each worker) then waits seconds on a busy disk; in memory it does not.
+    """
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return Path(tempfile.mkdtemp(prefix="sigobs-corpus-", dir=shm))
+    return workdir
 
 
 # -- serving --------------------------------------------------------------------------------
@@ -200,7 +213,8 @@ def serve(app: CorpusApp, workdir: Path, launcher: str | None, sink: OtlpSink | 
     workdir.mkdir(parents=True, exist_ok=True)
     (port,) = free_ports(1)
     served = Served(workdir, port)
-    extra = {"PYTHONUNBUFFERED": "1", **app.environ(workdir)}
+    data = data_folder(workdir)
+    extra = {"PYTHONUNBUFFERED": "1", **app.environ(data)}
     if launcher is not None:
         assert sink is not None
         extra.update(OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint.rsplit("/v1/", 1)[0], OTEL_BSP_SCHEDULE_DELAY="200",
@@ -234,6 +248,8 @@ def serve(app: CorpusApp, workdir: Path, launcher: str | None, sink: OtlpSink | 
         raise
     finally:
         served.process.stop()  # gunicorn stops gracefully on SIGTERM: the workers flush their spans
+        if data != workdir:
+            shutil.rmtree(data, ignore_errors=True)
 
 
 def run_script(app: CorpusApp, served: Served) -> Run:

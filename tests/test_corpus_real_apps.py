@@ -172,7 +172,7 @@ def appbuilder_checks(attached: Attached) -> list[str]:
 
 APPBUILDER = CorpusApp(
     name="appbuilder", target="tests.corpus_apps.appbuilder_quickstart:app", script=appbuilder_script,
-    environ=lambda workdir: {**sqlite_environ(workdir), "FLASK_APP": "tests.corpus_apps.appbuilder_quickstart:app"},
+    environ=lambda data: {**sqlite_environ(data), "FLASK_APP": "tests.corpus_apps.appbuilder_quickstart:app"},
     prepare=[["{python}", "-m", "flask", "fab", "create-admin", "--username", "admin", "--firstname", "Ada",
               "--lastname", "Admin", "--email", "admin@fab.example", "--password", FAB_PASSWORD]],
     secrets=(FAB_PASSWORD, FAB_WRONG_PASSWORD), auth=appbuilder_checks,
@@ -192,11 +192,11 @@ SESSION_COOKIE_SECURE = False
 """
 
 
-def ihatemoney_environ(workdir: Path) -> dict[str, str]:
+def ihatemoney_environ(data: Path) -> dict[str, str]:
     """Its documented settings file (``IHATEMONEY_SETTINGS_FILE_PATH``): a database per run, and
     the session cookie sent over plain HTTP."""
-    settings = workdir / "ihatemoney.cfg"
-    settings.write_text(IHM_SETTINGS.format(db=workdir / "ihatemoney.db"))
+    settings = data / "ihatemoney.cfg"
+    settings.write_text(IHM_SETTINGS.format(db=data / "ihatemoney.db"))
     return {"IHATEMONEY_SETTINGS_FILE_PATH": str(settings)}
 
 
