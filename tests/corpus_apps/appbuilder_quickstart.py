@@ -16,7 +16,7 @@ from flask_appbuilder.utils.legacy import get_sqla_class
 
 
 class Config:  # the skeleton's config.py
-    SECRET_KEY = "\2\1thisismyscretkey\1\2\e\y\y\h"
+    SECRET_KEY = "thisismyscretkey"  # the skeleton's, less its escape sequences
     SQLALCHEMY_DATABASE_URI = os.environ["CORPUS_DATABASE_URI"]
     CSRF_ENABLED = True
     AUTH_TYPE = AUTH_DB
