@@ -82,8 +82,9 @@ def security_script(run: Run) -> None:
 
 
 def security_checks(attached: Attached) -> list[str]:
-    """Flask-Security-Too's own signals (issue 21: bridged when it is installed), the span's user
-    set by a success only, and the reset token out of ``url.path``."""
+    """Flask-Security-Too's own signals (issue 21: bridged when it is installed) for a failed and a
+    successful login, a protected page refused and a password reset; the span's user set by a
+    success only; the reset token out of ``url.path`` (issue 24)."""
     problems = []
     failed, succeeded = attached.run.by_label("login-failed"), attached.run.by_label("login-succeeded")
     failed_events = [e for e in attached.events(failed) if e["event"] == "auth.user_failed_authn"]
@@ -99,6 +100,12 @@ def security_checks(attached: Attached) -> list[str]:
     if not users or not all(has_enduser(e) for e in users) or not has_enduser(attached.span(succeeded).attributes):
         problems.append(f"login-succeeded: enduser.id missing: {attached.events(succeeded)}, "
                         f"span {attached.span(succeeded).attributes.get('enduser.id')!r}")
+    anonymous = attached.run.by_label("home-anonymous")  # auth_required turned it away
+    if "auth.user_unauthenticated" not in [e["event"] for e in attached.events(anonymous)]:
+        problems.append(f"home-anonymous: no auth.user_unauthenticated; auth events {attached.events(anonymous)}")
+    reset = attached.run.by_label("reset-done")
+    if "auth.password_reset" not in [e["event"] for e in attached.events(reset)]:
+        problems.append(f"reset-done: no auth.password_reset; auth events {attached.events(reset)}")
     for label in ("reset-link", "reset-done", "reset-link-used"):
         sent = attached.run.by_label(label)
         line, span = attached.access_line(sent), attached.span(sent)
