@@ -45,6 +45,7 @@ class ReceivedSpan:
     events: list[tuple[str, dict[str, Any]]]
     status_message: str
     service: str
+    status_code: int = 0  # 0 unset, 1 ok, 2 error (OTLP's StatusCode)
 
 
 def _value(any_value: Any) -> Any:
@@ -141,7 +142,8 @@ class OtlpSink:
                             trace_id=span.trace_id.hex(), span_id=span.span_id.hex(), name=span.name,
                             kind=span.kind, attributes=_attributes(span.attributes),
                             events=[(event.name, _attributes(event.attributes)) for event in span.events],
-                            status_message=span.status.message, service=service))
+                            status_message=span.status.message, service=service,
+                            status_code=span.status.code))
             self.raw += body
 
     @property
