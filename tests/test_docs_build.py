@@ -43,3 +43,26 @@ def test_a_broken_link_fails_the_build(tmp_path):
     built = _build(tmp_path, config)
     assert built.returncode != 0
     assert "nowhere.md" in built.stderr and "#nothing" in built.stderr
+
+
+def test_the_front_page_and_contributing_link_only_to_what_exists():
+    """README.md and CONTRIBUTING.md are read on GitHub, outside the site: their relative links
+    are checked here, as strict mode checks the pages'."""
+    import re
+
+    for name in ("README.md", "CONTRIBUTING.md"):
+        text = (ROOT / name).read_text(encoding="utf-8")
+        text = re.sub(r"```.*?```", "", text, flags=re.S)  # code, not links
+        text = re.sub(r"`[^`]*`", "", text)
+        links = re.findall(r"\]\(([^)\s]+)\)", text)
+        assert links, name
+        for link in links:
+            if re.match(r"[a-z]+://", link):
+                continue
+            target = link.split("#", 1)[0]
+            assert (ROOT / target).exists(), f"{name} links to {link}, which does not exist"
+
+
+def test_the_front_page_stays_a_front_page():
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 300, f"README.md has {len(lines)} lines: move what is not the front page into docs/"
