@@ -96,7 +96,7 @@ AUTH_NOTES: dict[str, str] = {
     "login_succeeded": "names the request's user (see [Who made the request](#who-made-the-request-enduserid))",
     "login_failed": "its `enduser.id` is who was tried, on the event only, never the request's",
     "logged_out": "names the request's user",
-    "access_denied": "names the request's user (a known user, refused one resource)",
+    "access_denied": "names the request's user: a known user asked",
 }
 
 #: Flask-Login's events: what each means (its fields are every auth event's).
@@ -190,6 +190,15 @@ def config_table() -> str:
     return "\n".join(rows)
 
 
+EVENT_TITLES = (
+    "Flask's signals",
+    "flask-sigobs' authentication signals (`flask_sigobs.auth`), always on",
+    "Flask-Login's signals, when it is installed",
+    "Flask-Security-Too's signals, when it is installed",
+    "Signals you name",
+)
+
+
 def event_rows() -> dict[str, list[tuple[str, str, str, str, str]]]:
     """(event, level, when it is on, what it means, its fields) for every event, by source."""
     from . import auth, catalogue
@@ -230,13 +239,7 @@ def event_rows() -> dict[str, list[tuple[str, str, str, str, str]]]:
          "any blinker signal", "the sender's keyword data, `signal.sender` when the sender is not the app, "
          "`enduser.id` when a `user` is passed (on the event: a custom signal never names the request's user)"),
     ]
-    return {
-        "Flask's signals": flask_rows,
-        "flask-sigobs' authentication signals (`flask_sigobs.auth`)": auth_rows,
-        "Flask-Login's signals, when it is installed": login_rows,
-        "Flask-Security-Too's signals, when it is installed": security_rows,
-        "Signals you name": configured,
-    }
+    return dict(zip(EVENT_TITLES, (flask_rows, auth_rows, login_rows, security_rows, configured)))
 
 
 def event_names() -> list[str]:
@@ -246,15 +249,18 @@ def event_names() -> list[str]:
 
 def events_table() -> str:
     parts = []
-    for title, rows in event_rows().items():
-        flask = title == "Flask's signals"
-        parts.append(f"## {title}\n")
-        parts.append("| event | level | on by default | fields |" if flask else
-                     "| event | level | on | what it says | fields |")
-        parts.append("|---|---|---|---|" if flask else "|---|---|---|---|---|")
+    for index, (title, rows) in enumerate(event_rows().items()):
+        # Flask's signals: on or off by default; the bridges' and our own: always on, so no column;
+        # the signals you name: on when named.
+        flask, named = index == 0, index == len(EVENT_TITLES) - 1
+        heads = (["event", "level", "on by default", "fields"] if flask else
+                 ["event", "level", "when", "what it says", "fields"] if named else
+                 ["event", "level", "what it says", "fields"])
+        parts += [f"## {title}\n", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
         for event, level, on, meaning, fields in rows:
             name = event if event.startswith(("`", "the ", "your ")) else f"`{event}`"
-            cells = [name, level, on] + ([] if flask else [meaning]) + [fields]
+            cells = ([name, level, on, fields] if flask else [name, level, on, meaning, fields] if named else
+                     [name, level, meaning, fields])
             parts.append("| " + " | ".join(_cell(cell) for cell in cells) + " |")
         parts.append("")
     return "\n".join(parts).rstrip()
