@@ -4,6 +4,7 @@
     python benchmarks/request_overhead.py --memory        # + resident memory, 10k vs 100k requests
     python benchmarks/request_overhead.py --server        # + gunicorn on loopback under wrk
     python benchmarks/request_overhead.py --instructions  # + instructions per request (valgrind)
+    python benchmarks/request_overhead.py --markdown FILE # + the table as Markdown, for docs/speed.md
 
 Each variant runs in its own worker process (the peers patch Flask globally), the app's WSGI
 callable called directly on one small route, no network. The parent interleaves rounds across
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import random
 import shutil
 import signal
@@ -32,6 +34,21 @@ sys.path.insert(0, ROOT)
 from benchmarks.apps import VARIANTS, make  # noqa: E402
 
 PATH = "/items/7"
+
+#: How each variant is named in the Markdown table (docs/speed.md).
+LABELS = {
+    "bare": "bare Flask",
+    "otel": "`opentelemetry-instrumentation-flask` alone (the standard)",
+    "handwritten": "the standard + a hand-written structlog JSON access line with trace ids and a span event",
+    "sigobs-otel-span": "flask-sigobs on the standard instrumentation's span (`SIGOBS_SPAN_SOURCE=otel`)",
+    "sigobs": "**flask-sigobs, default settings** (span built from the signals)",
+    "sigobs-line-by-line": "flask-sigobs writing each line at once (`SIGOBS_LOG_FLUSH_INTERVAL=0`)",
+    "elastic-apm": "elastic-apm's Flask integration (sending disabled)",
+    "sentry": "sentry-sdk's Flask integration, tracing on (a transport that drops)",
+}
+#: The packages whose versions a run depends on most, named with its table.
+VERSIONS = ("flask", "werkzeug", "opentelemetry-sdk", "opentelemetry-instrumentation-flask", "structlog",
+            "sentry-sdk", "elastic-apm")
 
 
 def _environ() -> dict[str, Any]:
@@ -107,7 +124,7 @@ def _available(variant: str) -> bool:
         return False
 
 
-def compare(rounds: int, count: int) -> dict[str, float]:
+def compare(rounds: int, count: int) -> list[dict[str, Any]]:
     variants = [v for v in VARIANTS if _available(v)]
     workers = {}
     for variant in variants:
@@ -143,6 +160,7 @@ def compare(rounds: int, count: int) -> dict[str, float]:
     print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
           f"{'per round':<12}spans dropped (queue full)")
     print(f"{'':<20}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<12}{'x otel':<12}")
+    rows = []
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
         per_round = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["bare"])])
@@ -152,7 +170,40 @@ def compare(rounds: int, count: int) -> dict[str, float]:
             f"{dropped[0]} of {dropped[1]}"
         print(f"{variant:<20}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
               f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{per_round_otel:<12}{said}")
-    return medians
+        rows.append({"variant": variant, "us": medians[variant], "x_bare": medians[variant] / bare,
+                     "x_otel": medians[variant] / medians["otel"], "per_round": per_round,
+                     "per_round_otel": per_round_otel, "dropped": said})
+    return rows
+
+
+def _version(package: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def markdown(rows: list[dict[str, Any]], rounds: int, count: int) -> str:
+    """The in-process table as Markdown, with what a reader needs to weigh it: the date, the
+    machine (cores, Python, OS) and the versions of the packages measured."""
+    versions = ", ".join(f"{name} {version}" for name in VERSIONS if (version := _version(name)))
+    head = (f"Measured on {time.strftime('%Y-%m-%d')} with `benchmarks/request_overhead.py --rounds {rounds}"
+            f"{'' if count == 2000 else f' --requests {count}'}`: {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}, {platform.system()} {platform.release()} ({platform.machine()}); "
+            f"{versions}. Median CPU time per request of {rounds} interleaved rounds of {count} requests; "
+            f"\"middle half\" is the first to third quartile of each round's own ratio to bare Flask.")
+    lines = [head, "", "| variant | CPU us / request | x bare Flask | x standard | middle half, x bare | spans dropped |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        mark = "**" if row["variant"] == "sigobs" else ""
+        dropped = "" if row["dropped"] == "-" else f"{mark}{row['dropped']}{mark}"
+        figures = (f"{mark}{row['us']:.1f}{mark}", f"{mark}{row['x_bare']:.2f}{mark}",
+                   f"{mark}{row['x_otel']:.2f}{mark}")
+        lines.append(f"| {LABELS.get(row['variant'], row['variant'])} | {' | '.join(figures)} "
+                     f"| {row['per_round']} | {dropped} |")
+    return "\n".join(lines) + "\n"
 
 
 def _middle_half(ratios: list[float]) -> str:
@@ -295,6 +346,8 @@ def main() -> None:
     parser.add_argument("--memory", action="store_true", help="also measure memory over 100,000 requests")
     parser.add_argument("--server", action="store_true", help="also run gunicorn under wrk")
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration per variant")
+    parser.add_argument("--markdown", metavar="FILE",
+                        help="also write the in-process table as Markdown to FILE (for docs/speed.md)")
     parser.add_argument("--instructions", action="store_true",
                         help="also count instructions per request under valgrind (a few minutes)")
     args = parser.parse_args()
@@ -308,7 +361,11 @@ def main() -> None:
         memory_worker()
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    compare(args.rounds, args.requests)
+    rows = compare(args.rounds, args.requests)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as out:
+            out.write(markdown(rows, args.rounds, args.requests))
+        print(f"\nwrote {args.markdown}")
     if args.memory:
         print()
         for source in ("otel", "signals"):

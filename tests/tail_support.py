@@ -139,7 +139,8 @@ def tail_sink(shown: Any, *, by_request: bool = True, parallel: bool = False) ->
     from flask_sigobs.tail.filters import FilterSet
     from flask_sigobs.tail.output import Output
     from flask_sigobs.tail.render import Renderer
-    from flask_sigobs.tail.sinks import LineSink, RequestSink
+    from flask_sigobs.tail.requestsink import RequestSink
+    from flask_sigobs.tail.sinks import LineSink
     from flask_sigobs.tail.terminal import Palette
 
     out, renderer = Output(shown, io.BytesIO()), Renderer(Palette(False), Clock(utc=True))

@@ -190,7 +190,7 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
     and its count, say); what the interrupted run then shows must render, each request once."""
     import io
 
-    from flask_sigobs.tail import group, sinks
+    from flask_sigobs.tail import group, requestsink, sinks
 
     from .tail_support import run_interrupted, tail_sink
 
@@ -211,7 +211,7 @@ def test_ctrl_c_at_any_line_of_grouping_leaves_what_was_grouped_showable() -> No
     def run(at: int | None) -> tuple[str, int]:
         shown = io.BytesIO()
         sink = tail_sink(shown)
-        _, steps = run_interrupted(lambda: sink.feed(block, time.monotonic()), {sinks.__file__, group.__file__}, at)
+        _, steps = run_interrupted(lambda: sink.feed(block, time.monotonic()), {sinks.__file__, requestsink.__file__, group.__file__}, at)
         sink.interrupt()  # as the command does after Ctrl-C
         return shown.getvalue().decode(), steps
 

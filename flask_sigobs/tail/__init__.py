@@ -6,8 +6,9 @@ One module per job, in the order a line goes through them::
     filters  (a byte-level prefilter, then tests on the parsed line)
     sinks    -> render (one line per event, by kind; stack: compact tracebacks;
                         clock: cached time conversion; terminal: colours and escaping)
-             -> group  (--by-request: blocks released when a request ends)
              -> stats  (--stats: per-route percentiles, logins, exceptions)
+    requestsink -> group (--by-request: blocks released when a request ends) -> render
+    parallel (a big file on every core: the sinks' work in worker processes)
     output   (batched writes; quiet on a broken pipe)
 
 ``options`` defines the command line and ``command`` runs it. Nothing here imports Flask,

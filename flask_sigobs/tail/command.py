@@ -18,7 +18,8 @@ from .output import Output, silence_stdout
 from .parallel import Slice, worth_it
 from .reader import FileSource, Source, StreamSource, open_sources, wait_readable
 from .render import Renderer
-from .sinks import LineSink, RequestSink, StatsSink
+from .requestsink import RequestSink
+from .sinks import LineSink, StatsSink
 from .terminal import Palette, use_colour
 
 

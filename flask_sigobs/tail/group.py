@@ -51,7 +51,7 @@ def key_of(line: bytes) -> tuple[bytes | None, bool] | None:
     Cheap on purpose: the id is looked for from the end (our lines end with it) and the event
     near the start (it is the third key), so most lines are scanned over a few dozen bytes. A
     line that fools this (the same key nested inside a value) is caught where the request is
-    parsed, and shown on its own (see ``sinks.RequestSink``), never lost."""
+    parsed, and shown on its own (see ``requestsink.RequestSink``), never lost."""
     at = line.rfind(_REQUEST_ID)
     if at >= 0:
         start = at + 14  # len(_REQUEST_ID)

@@ -82,7 +82,7 @@ class Pool:
 
 class Workers:
     """Forked worker processes, each fed through its own pipe, for callers that keep their own
-    order (see ``sinks.RequestSink``): :meth:`start` hands a piece of work to the least busy
+    order (see ``requestsink.RequestSink``): :meth:`start` hands a piece of work to the least busy
     worker and returns a handle whose :meth:`Handle.get` is its result.
 
     No threads here, unlike ``multiprocessing.Pool``, whose worker-watching thread wakes on
