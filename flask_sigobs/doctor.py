@@ -184,6 +184,7 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
     report.structlog = {"configured_by": "flask-sigobs" if runtime.structlog_owner == "flask-sigobs" else "the app"}
 
     _check_sdk(report, runtime)
+    _check_fast_path(report, runtime)
     exporters = _exporters(runtime.tracer_provider)
     report.exporters = [e.describe() for e in exporters]
     _check_exporters(report, runtime, exporters)
@@ -308,6 +309,21 @@ def _signals(settings: Any, sigobs: Any) -> list[str]:
 
 def _sdk_disabled() -> bool:
     return str(os.environ.get("OTEL_SDK_DISABLED", "")).strip().lower() == "true"
+
+
+def _check_fast_path(report: Report, runtime: Any) -> None:
+    """Which way spans and response headers are made: the short way, or the public API and why."""
+    from . import selfcheck
+
+    if runtime.settings.fast_path == "off":
+        report.add("fast path", OK, "spans and response headers through the public API (SIGOBS_FAST_PATH=off)")
+        return
+    for part, verdict in (("spans", selfcheck.spans()), ("response headers", selfcheck.headers())):
+        if verdict.fast:
+            report.add("fast path", OK, f"{part}: the short way ({verdict.why})")
+        else:
+            report.add("fast path", WARNING, f"{part}: the public API, slower ({verdict.why})",
+                       "a newer flask-sigobs may know this release; everything works as it is")
 
 
 def _check_sdk(report: Report, runtime: Any) -> None:

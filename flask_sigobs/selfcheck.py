@@ -49,6 +49,21 @@ def headers() -> Verdict:
     return _verdict("headers", _check_headers)
 
 
+def fast_path_allowed(setting: str) -> bool:
+    """``SIGOBS_FAST_PATH``: ``auto`` lets the checks decide; ``off`` takes the public API (said once)."""
+    if setting == "auto":
+        return True
+    with _lock:
+        said = "off" in _verdicts
+        _verdicts["off"] = Verdict(False, "SIGOBS_FAST_PATH=off")
+    if not said:
+        try:
+            logger.info("flask-sigobs: spans and response headers through the public API (SIGOBS_FAST_PATH=off)")
+        except Exception:  # the logger's own destination may be what is broken
+            pass
+    return False
+
+
 def reset() -> None:
     """Forget the verdicts (tests that change an internal check again)."""
     with _lock:
