@@ -7,7 +7,8 @@ So nothing is assumed: once per process, before the first app is attached, each 
 the same work as the public API on throw-away objects and the two results are compared through
 what an exporter (or a WSGI server) reads. Where they are the same the short way is used; where
 anything differs or raises, the public API is, and one line on the ``flask_sigobs`` logger says
-which and why. The check costs about a millisecond, once.
+which and why (the short way says nothing: ``sigobs doctor`` does). The check costs a few
+milliseconds, once.
 """
 
 from __future__ import annotations
@@ -79,14 +80,12 @@ def _verdict(part: str, check: Callable[[], Verdict]) -> Verdict:
             except Exception as exc:  # the check itself must never stop an app from starting
                 verdict = Verdict(False, f"the start-up check failed: {type(exc).__name__}: {exc}")
             _verdicts[part] = verdict
-            what = "spans" if part == "spans" else "response headers"
-            try:
-                if verdict.fast:
-                    logger.debug("flask-sigobs: %s the short way (%s)", what, verdict.why)
-                else:
+            if not verdict.fast:  # the short way says nothing (`sigobs doctor` does); the fallback one line
+                what = "spans" if part == "spans" else "response headers"
+                try:
                     logger.warning("flask-sigobs: %s through the public API, slower (%s)", what, verdict.why)
-            except Exception:  # the logger's own destination may be what is broken
-                pass
+                except Exception:  # the logger's own destination may be what is broken
+                    pass
         return verdict
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import structlog
 from flask import Flask, abort, current_app
 from opentelemetry import trace
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .conftest import http
+from .extras import flask_instrumentor
 
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -129,7 +129,7 @@ def test_an_instrumented_app_keeps_its_span_whatever_the_setting(observe):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    flask_instrumentor().instrument_app(app, tracer_provider=provider)
     observed = observe(app, SIGOBS_SPAN_SOURCE="signals")
     observed.client().get("/items/1")
     servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]
