@@ -33,6 +33,7 @@ from .servers import BlackHole, OtlpSink, http_get, refused_endpoint
 RATIO = 1.5
 
 
+@pytest.mark.slow  # about 16 s of gunicorn under a broken collector
 def test_a_broken_collector_costs_requests_nothing_and_every_span_is_accounted_for(tmp_path):
     runs = broken_collectors(tmp_path, rounds=2000)
     working = runs["working"]
@@ -114,6 +115,7 @@ def retained_since(before: int, settle: float = 3.0) -> int:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # a few seconds of requests against a black hole
 @pytest.mark.parametrize("span_source", ["signals"])  # the queue is the same whatever made the span
 def test_memory_stays_bounded_when_the_collector_never_answers(observe, monkeypatch):
     """1000 requests whose spans carry 16 kB each: 16 MB if the spans were kept; they are not."""

@@ -249,6 +249,8 @@ import io, os, sys
 from flask_sigobs.tail import parallel
 from tests.tail_support import tail_sink
 
+pytestmark = pytest.mark.slow  # every core, several seconds a test: the whole suite's, not the matrix rows' core
+
 path = sys.argv[1]
 sink = tail_sink(io.BytesIO(), by_request=sys.argv[2] == "--by-request", parallel=True)
 sink.feed_slice(parallel.Slice(path, 0, os.path.getsize(path)))
