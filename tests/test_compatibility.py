@@ -332,3 +332,32 @@ def test_the_base_install_row_has_no_instrumentation():
     """The ``newest`` row proves the base install: the instrumentation really is absent there."""
     with pytest.raises(ImportError):
         import opentelemetry.instrumentation.flask  # noqa: F401
+
+
+def test_an_exporter_that_raises_is_a_counted_failure_not_a_traceback(caplog):
+    """SDK 1.35's OTLP/HTTP exporter raises on a read timeout where newer ones return FAILURE: the
+    export queue counts either as failed spans, reported on our logger, with no traceback per batch."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from flask_sigobs.spanqueue import ExportQueue
+
+    class Raising:
+        def export(self, spans: Any) -> Any:
+            raise TimeoutError("read timed out")
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: int = 30000) -> bool:
+            return True
+
+    queue = ExportQueue(Raising(), report_interval=0.0)  # type: ignore[arg-type]
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(queue)
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            provider.get_tracer("t").start_span("one").end()
+        provider.shutdown()
+    assert queue.failed == 3 and queue.exported == 0
+    assert not [r for r in caplog.records if r.name.startswith("opentelemetry") and r.exc_info], "no SDK traceback"
+    assert any("could not export" in r.getMessage() for r in caplog.records if r.name == "flask_sigobs")

@@ -16,6 +16,7 @@ import time
 import tracemalloc
 
 import pytest
+import requests
 from flask import Flask, current_app
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -170,10 +171,13 @@ def test_the_export_timeout_is_bounded(monkeypatch):
         span = provider.get_tracer("t").start_span("one")
         span.end()
         started = time.monotonic()
-        result = exporter.export([span])
+        try:
+            result = exporter.export([span]).name
+        except requests.exceptions.Timeout:  # SDK 1.35's exporter raises where newer ones return FAILURE
+            result = "FAILURE"  # (the export queue counts either as a failed export: spanqueue._Accounting)
         waited = time.monotonic() - started
         exporter.shutdown()
-    assert result.name == "FAILURE" and 0.9 < waited < 3, waited
+    assert result == "FAILURE" and 0.9 < waited < 3, waited
     assert hole.accepted, "the exporter never reached the black hole"
 
 
