@@ -556,6 +556,8 @@ def _send_http(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
     endpoint = info.endpoint or ""
     client = getattr(exporter, "_client", None)
     transport = getattr(client, "_transport", None)
+    if transport is None and _SessionTransport.fits(exporter):  # SDK releases before 1.45: its own session
+        client = transport = _SessionTransport(exporter)
     if transport is None:  # an exporter whose insides moved: its own export, success or not
         ok = exporter.export([span]).name == "SUCCESS"
         return Delivery("accepted" if ok else "error", "accepted" if ok else "failed (see the exporter's log)",
@@ -568,6 +570,59 @@ def _send_http(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
     result = transport.request("POST", getattr(client, "_endpoint", endpoint), headers=headers, data=data,
                                timeout=seconds)
     return _classify_http(result, endpoint, seconds, info.protocol, _ca_file_replaced(transport))
+
+
+class _SessionTransport:
+    """The OTLP/HTTP exporter of SDK releases before 1.45, which posts with a requests session of its
+    own (``_session``, ``_endpoint``, ``_compression``, ``_certificate_file``, ``_client_cert``), in
+    the shape of the newer exporters' client and transport, so the test span is sent the same way."""
+
+    def __init__(self, exporter: Any) -> None:
+        self._exporter = exporter
+        self._session = exporter._session
+        self._endpoint = exporter._endpoint
+        self._headers: dict[str, str] = {}  # the session carries the exporter's headers already
+        kind = str(getattr(getattr(exporter, "_compression", None), "name", "")).lower()
+        if kind == "gzip":
+            import gzip
+
+            self._compress: Callable[[bytes], bytes] | None = gzip.compress
+        elif kind == "deflate":
+            import zlib
+
+            self._compress = zlib.compress
+        else:
+            self._compress = None
+
+    @staticmethod
+    def fits(exporter: Any) -> bool:
+        import requests
+
+        return isinstance(getattr(exporter, "_session", None), requests.Session) and \
+            isinstance(getattr(exporter, "_endpoint", None), str)
+
+    def request(self, method: str, url: str, headers: dict[str, str], data: bytes, timeout: float) -> Any:
+        exporter = self._exporter
+        try:
+            response = self._session.request(method, url, headers=headers or None, data=data, timeout=timeout,
+                                             verify=getattr(exporter, "_certificate_file", True),
+                                             cert=getattr(exporter, "_client_cert", None))
+        except Exception as error:  # refused, timed out, TLS: said in words by _classify_http_error
+            return _SessionResult(None, error)
+        return _SessionResult(response, None)
+
+
+@dataclass
+class _SessionResult:
+    response: Any
+    error: BaseException | None
+
+    @property
+    def status_code(self) -> int | None:
+        return None if self.response is None else self.response.status_code
+
+    def content(self) -> bytes:
+        return b"" if self.response is None else self.response.content
 
 
 def _ca_file_replaced(transport: Any) -> str | None:

@@ -306,7 +306,8 @@ class RequestSpan(_Span):
         processor = self._span_processor
         if type(processor) is SynchronousMultiSpanProcessor and len(processor._span_processors) == 1:
             processor = processor._span_processors[0]  # the usual export queue, without the SDK's loop
-        on_ending = getattr(type(processor), "_on_ending", None)  # SDK releases before 1.4x have none
+        # The SDK's hook just before the end; releases before 1.4x have none, and call none a processor defines.
+        on_ending = getattr(type(processor), "_on_ending", None) if _SDK_ON_ENDING else None
         if on_ending is not None and on_ending not in _NO_OP_ON_ENDING:
             processor._on_ending(self)
         processor.on_end(self)
@@ -403,6 +404,7 @@ def _root_context() -> SpanContext:
 #: The SDK's span processors whose ``on_start`` and ``_on_ending`` do nothing (the export queue is
 #: a ``BatchSpanProcessor``): a span that finds one of these as its only processor skips the call.
 _NO_OP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
+_SDK_ON_ENDING = hasattr(SpanProcessor, "_on_ending")
 _NO_OP_ON_ENDING = frozenset({getattr(kind, "_on_ending", None) for kind in (SpanProcessor, BatchSpanProcessor,
                                                                               SimpleSpanProcessor)})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import structlog
 from flask import Flask, abort, current_app
 from opentelemetry import trace
@@ -50,6 +51,7 @@ def _server_spans(spans):
     return {span.attributes["url.path"]: span for span in spans if span.kind == SpanKind.SERVER}
 
 
+@pytest.mark.otel
 def test_the_signal_span_matches_the_standard_instrumentation(observe):
     ours = observe(catalog_app("signals_app"), SIGOBS_SPAN_SOURCE="signals")
     standard = observe(catalog_app("standard_app"), SIGOBS_SPAN_SOURCE="otel")

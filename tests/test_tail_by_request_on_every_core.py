@@ -16,6 +16,8 @@ import pytest
 
 from .tail_support import ROOT, env, tail
 
+pytestmark = pytest.mark.slow  # every core, several seconds a test: the whole suite's, not the matrix rows' core
+
 SERIAL = ("import sys; import flask_sigobs.tail.parallel as p; p.worth_it = lambda n: False; "
           "import flask_sigobs.tail.command as c; c.worth_it = p.worth_it; "
           "from flask_sigobs.cli import main; sys.exit(main())")
@@ -248,8 +250,6 @@ _PARENT_GONE = r"""
 import io, os, sys
 from flask_sigobs.tail import parallel
 from tests.tail_support import tail_sink
-
-pytestmark = pytest.mark.slow  # every core, several seconds a test: the whole suite's, not the matrix rows' core
 
 path = sys.argv[1]
 sink = tail_sink(io.BytesIO(), by_request=sys.argv[2] == "--by-request", parallel=True)
