@@ -56,6 +56,9 @@ class AppRuntime:
         self.settings = settings
         self._excluded_match = settings.excluded_re.match if settings.excluded_re is not None else None
         self._request_id_key = settings.request_id_environ_key
+        instrumented = getattr(app, "_is_instrumented_by_opentelemetry", False)
+        if settings.span_source == "otel" and not instrumented:
+            otel_setup.require_instrumentation()  # before anything is set up: a ConfigError naming the extra
         self.redactor = Redactor(settings.redact_keys, settings.max_value_length)
         self.writer = LineWriter(settings.log_file, settings.log_flush_interval)
         logger, self.structlog_owner = structlog_setup.configure(
@@ -63,9 +66,6 @@ class AppRuntime:
             settings.capture_logging, settings.service_name)
         direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
         self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct)
-        instrumented = getattr(app, "_is_instrumented_by_opentelemetry", False)
-        if settings.span_source == "otel" and not instrumented:
-            otel_setup.require_instrumentation()  # before anything is set up: a ConfigError naming the extra
         # The short ways (fastspan, headers) only where the start-up check proves them on this SDK and werkzeug.
         fast = selfcheck.fast_path_allowed(settings.fast_path)
         self.fast_spans = fast and selfcheck.spans().fast
