@@ -17,9 +17,11 @@ LOG_DIR = os.environ.get("SIGOBS_BENCH_LOG_DIR") or tempfile.mkdtemp(prefix="sig
 
 #: bare Flask; the standard instrumentation alone; what a team writes by hand on top of it;
 #: flask-sigobs on the standard instrumentation's span; flask-sigobs by default (its span built
-#: from the signals); the same writing each log line at once; the nearest peers.
+#: from the signals); the same writing each log line at once; the default and the instrumentation's
+#: span through the SDK's and werkzeug's public API (SIGOBS_FAST_PATH=off: what an SDK whose internals
+#: changed gets); the nearest peers.
 VARIANTS = ["bare", "otel", "handwritten", "sigobs-otel-span", "sigobs", "sigobs-line-by-line",
-            "elastic-apm", "sentry"]
+            "sigobs-public-api", "sigobs-otel-span-public-api", "elastic-apm", "sentry"]
 
 
 class DropExporter:
@@ -55,6 +57,20 @@ def _provider() -> Any:
     return provider
 
 
+def path_taken(app: Flask) -> str:
+    """Which way flask-sigobs makes this app's spans and headers: the short way or the public API."""
+    sigobs = app.extensions.get("sigobs")
+    if sigobs is None:
+        return "-"
+    runtime = sigobs.runtime(app)
+    if runtime.fast_spans and runtime.fast_headers:
+        return "short way"
+    if not runtime.fast_spans and not runtime.fast_headers:
+        return "public API"
+    return "spans " + ("short" if runtime.fast_spans else "public") + ", headers " + \
+        ("short" if runtime.fast_headers else "public")
+
+
 def make(variant: str) -> Flask:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; one of {VARIANTS}")
@@ -71,7 +87,8 @@ def make(variant: str) -> Flask:
         from flask_sigobs import SigObs
 
         app.config.update(SIGOBS_SPAN_EXPORTER=DropExporter(), SIGOBS_LOG_FILE=log_file,
-                          SIGOBS_SPAN_SOURCE="otel" if variant == "sigobs-otel-span" else "signals")
+                          SIGOBS_SPAN_SOURCE="otel" if variant.startswith("sigobs-otel-span") else "signals",
+                          SIGOBS_FAST_PATH="off" if variant.endswith("-public-api") else "auto")
         if variant == "sigobs-line-by-line":
             app.config["SIGOBS_LOG_FLUSH_INTERVAL"] = 0
         SigObs(app)

@@ -31,7 +31,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.apps import VARIANTS, make  # noqa: E402
+from benchmarks.apps import VARIANTS, make, path_taken  # noqa: E402
 
 PATH = "/items/7"
 
@@ -104,7 +104,7 @@ def worker(variant: str) -> None:
     run = _runner(app)
     run(1000)  # warm up: caches, first-use set-up, lazy imports
     served = 1000
-    print("ready", flush=True)
+    print(f"ready {path_taken(app)}", flush=True)
     for line in sys.stdin:
         print(f"{run(int(line)):.3f}", flush=True)
         served += int(line)
@@ -131,9 +131,12 @@ def compare(rounds: int, count: int) -> list[dict[str, Any]]:
         workers[variant] = subprocess.Popen(
             [sys.executable, __file__, "--worker", variant], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             text=True, cwd=ROOT)
+    paths: dict[str, str] = {}
     for variant, process in workers.items():
-        if process.stdout.readline().strip() != "ready":  # type: ignore[union-attr]
+        said = process.stdout.readline().strip()  # type: ignore[union-attr]
+        if not said.startswith("ready"):
             raise SystemExit(f"worker {variant} failed to start")
+        paths[variant] = said[len("ready "):] or "-"
     samples: dict[str, list[float]] = {v: [] for v in variants}
     try:
         for _ in range(rounds):
@@ -157,9 +160,9 @@ def compare(rounds: int, count: int) -> list[dict[str, Any]]:
           f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds; "
           f"per round = the middle half of each round's own ratio to bare Flask, and to otel, which a "
           f"noisy moment shared by both sways less)")
-    print(f"{'variant':<20}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
-          f"{'per round':<12}spans dropped (queue full)")
-    print(f"{'':<20}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<12}{'x otel':<12}")
+    print(f"{'variant':<28}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
+          f"{'per round':<12}{'path':<12}spans dropped (queue full)")
+    print(f"{'':<28}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<12}{'x otel':<12}")
     rows = []
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
@@ -168,11 +171,12 @@ def compare(rounds: int, count: int) -> list[dict[str, Any]]:
         dropped = drops.get(variant)
         said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry") else \
             f"{dropped[0]} of {dropped[1]}"
-        print(f"{variant:<20}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
-              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{per_round_otel:<12}{said}")
+        print(f"{variant:<28}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
+              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{per_round_otel:<12}"
+              f"{paths[variant]:<12}{said}")
         rows.append({"variant": variant, "us": medians[variant], "x_bare": medians[variant] / bare,
                      "x_otel": medians[variant] / medians["otel"], "per_round": per_round,
-                     "per_round_otel": per_round_otel, "dropped": said})
+                     "per_round_otel": per_round_otel, "path": paths[variant], "dropped": said})
     return rows
 
 
@@ -194,15 +198,15 @@ def markdown(rows: list[dict[str, Any]], rounds: int, count: int) -> str:
             f"{platform.python_version()}, {platform.system()} {platform.release()} ({platform.machine()}); "
             f"{versions}. Median CPU time per request of {rounds} interleaved rounds of {count} requests; "
             f"\"middle half\" is the first to third quartile of each round's own ratio to bare Flask.")
-    lines = [head, "", "| variant | CPU us / request | x bare Flask | x standard | middle half, x bare | spans dropped |",
-             "|---|---:|---:|---:|---:|---:|"]
+    lines = [head, "", "| variant | CPU us / request | x bare Flask | x standard | middle half, x bare | path | spans dropped |",
+             "|---|---:|---:|---:|---:|---|---:|"]
     for row in rows:
         mark = "**" if row["variant"] == "sigobs" else ""
         dropped = "" if row["dropped"] == "-" else f"{mark}{row['dropped']}{mark}"
         figures = (f"{mark}{row['us']:.1f}{mark}", f"{mark}{row['x_bare']:.2f}{mark}",
                    f"{mark}{row['x_otel']:.2f}{mark}")
         lines.append(f"| {LABELS.get(row['variant'], row['variant'])} | {' | '.join(figures)} "
-                     f"| {row['per_round']} | {dropped} |")
+                     f"| {row['per_round']} | {row['path']} | {dropped} |")
     return "\n".join(lines) + "\n"
 
 

@@ -39,9 +39,11 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
     "SIGOBS_OBSERVE": "",  # import paths of blinker signals observed as observe() does
     "SIGOBS_AUTH_SIGNALS": "",  # import paths of blinker signals observed as auth events
+    "SIGOBS_FAST_PATH": "auto",  # "off": the SDK's and werkzeug's public API even where the start-up check holds
 }
 
 SPAN_SOURCES = ("otel", "signals")
+FAST_PATHS = ("auto", "off")
 
 
 class ConfigError(ValueError):
@@ -67,6 +69,7 @@ class Settings:
     max_value_length: int
     capture_logging: bool
     span_exporter: Any = None
+    fast_path: str = "auto"
     sources: Mapping[str, str] = field(default_factory=dict)
     #: ``bridges.Source`` rows of SIGOBS_OBSERVE then SIGOBS_AUTH_SIGNALS, each signal imported
     configured_signals: tuple[Any, ...] = ()
@@ -219,6 +222,10 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
     if span_source not in SPAN_SOURCES:
         raise ConfigError(f"SIGOBS_SPAN_SOURCE must be one of {', '.join(SPAN_SOURCES)}, not {span_source!r}")
 
+    fast_path = str(values["SIGOBS_FAST_PATH"]).strip().lower()
+    if fast_path not in FAST_PATHS:
+        raise ConfigError(f"SIGOBS_FAST_PATH must be one of {', '.join(FAST_PATHS)}, not {fast_path!r}")
+
     exporter = values["SIGOBS_SPAN_EXPORTER"]
     if exporter is not None and not hasattr(exporter, "export"):
         raise ConfigError("SIGOBS_SPAN_EXPORTER must be a SpanExporter instance (app.config only)")
@@ -249,6 +256,7 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         max_value_length=_as_int(values["SIGOBS_MAX_VALUE_LENGTH"], "SIGOBS_MAX_VALUE_LENGTH", 16),
         capture_logging=_as_bool(values["SIGOBS_CAPTURE_LOGGING"], "SIGOBS_CAPTURE_LOGGING"),
         span_exporter=exporter,
+        fast_path=fast_path,
         sources=sources,
         configured_signals=tuple(by_signal.values()),
     )

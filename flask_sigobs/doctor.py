@@ -184,6 +184,7 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
     report.structlog = {"configured_by": "flask-sigobs" if runtime.structlog_owner == "flask-sigobs" else "the app"}
 
     _check_sdk(report, runtime)
+    _check_fast_path(report, runtime)
     exporters = _exporters(runtime.tracer_provider)
     report.exporters = [e.describe() for e in exporters]
     _check_exporters(report, runtime, exporters)
@@ -310,6 +311,21 @@ def _signals(settings: Any, sigobs: Any) -> list[str]:
 
 def _sdk_disabled() -> bool:
     return str(os.environ.get("OTEL_SDK_DISABLED", "")).strip().lower() == "true"
+
+
+def _check_fast_path(report: Report, runtime: Any) -> None:
+    """Which way spans and response headers are made: the short way, or the public API and why."""
+    from . import selfcheck
+
+    if runtime.settings.fast_path == "off":
+        report.add("fast path", OK, "spans and response headers through the public API (SIGOBS_FAST_PATH=off)")
+        return
+    for part, verdict in (("spans", selfcheck.spans()), ("response headers", selfcheck.headers())):
+        if verdict.fast:
+            report.add("fast path", OK, f"{part}: the short way ({verdict.why})")
+        else:
+            report.add("fast path", WARNING, f"{part}: the public API, slower ({verdict.why})",
+                       "a newer flask-sigobs may know this release; everything works as it is")
 
 
 def _check_sdk(report: Report, runtime: Any) -> None:
@@ -542,6 +558,8 @@ def _send_http(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
     endpoint = info.endpoint or ""
     client = getattr(exporter, "_client", None)
     transport = getattr(client, "_transport", None)
+    if transport is None and _SessionTransport.fits(exporter):  # SDK releases before 1.45: its own session
+        client = transport = _SessionTransport(exporter)
     if transport is None:  # an exporter whose insides moved: its own export, success or not
         ok = exporter.export([span]).name == "SUCCESS"
         return Delivery("accepted" if ok else "error", "accepted" if ok else "failed (see the exporter's log)",
@@ -554,6 +572,59 @@ def _send_http(info: ExporterInfo, span: Any, seconds: float) -> Delivery:
     result = transport.request("POST", getattr(client, "_endpoint", endpoint), headers=headers, data=data,
                                timeout=seconds)
     return _classify_http(result, endpoint, seconds, info.protocol, _ca_file_replaced(transport))
+
+
+class _SessionTransport:
+    """The OTLP/HTTP exporter of SDK releases before 1.45, which posts with a requests session of its
+    own (``_session``, ``_endpoint``, ``_compression``, ``_certificate_file``, ``_client_cert``), in
+    the shape of the newer exporters' client and transport, so the test span is sent the same way."""
+
+    def __init__(self, exporter: Any) -> None:
+        self._exporter = exporter
+        self._session = exporter._session
+        self._endpoint = exporter._endpoint
+        self._headers: dict[str, str] = {}  # the session carries the exporter's headers already
+        kind = str(getattr(getattr(exporter, "_compression", None), "name", "")).lower()
+        if kind == "gzip":
+            import gzip
+
+            self._compress: Callable[[bytes], bytes] | None = gzip.compress
+        elif kind == "deflate":
+            import zlib
+
+            self._compress = zlib.compress
+        else:
+            self._compress = None
+
+    @staticmethod
+    def fits(exporter: Any) -> bool:
+        import requests
+
+        return isinstance(getattr(exporter, "_session", None), requests.Session) and \
+            isinstance(getattr(exporter, "_endpoint", None), str)
+
+    def request(self, method: str, url: str, headers: dict[str, str], data: bytes, timeout: float) -> Any:
+        exporter = self._exporter
+        try:
+            response = self._session.request(method, url, headers=headers or None, data=data, timeout=timeout,
+                                             verify=getattr(exporter, "_certificate_file", True),
+                                             cert=getattr(exporter, "_client_cert", None))
+        except Exception as error:  # refused, timed out, TLS: said in words by _classify_http_error
+            return _SessionResult(None, error)
+        return _SessionResult(response, None)
+
+
+@dataclass
+class _SessionResult:
+    response: Any
+    error: BaseException | None
+
+    @property
+    def status_code(self) -> int | None:
+        return None if self.response is None else self.response.status_code
+
+    def content(self) -> bytes:
+        return b"" if self.response is None else self.response.content
 
 
 def _ca_file_replaced(transport: Any) -> str | None:

@@ -18,11 +18,11 @@ from blinker import ANY, Signal
 from opentelemetry import trace
 from werkzeug.exceptions import HTTPException
 
-from . import appcall, auth, catalogue, config, events, otel_setup, structlog_setup
+from . import appcall, auth, catalogue, config, events, otel_setup, selfcheck, structlog_setup
 from .bridges import Source, flask_login, flask_security
 from .errors import report_once
 from .events import Event
-from .headers import content_length, put_header
+from .headers import content_length, public_content_length, public_put_header, put_header
 from .logsink import LineWriter, LogSink
 from .paths import PLAN_KEY
 from .redaction import Redactor
@@ -67,6 +67,9 @@ class AppRuntime:
         self.settings = settings
         self._excluded_match = settings.excluded_re.match if settings.excluded_re is not None else None
         self._request_id_key = settings.request_id_environ_key
+        instrumented = getattr(app, "_is_instrumented_by_opentelemetry", False)
+        if settings.span_source == "otel" and not instrumented:
+            otel_setup.require_instrumentation()  # before anything is set up: a ConfigError naming the extra
         self.redactor = Redactor(settings.redact_keys, settings.max_value_length)
         self.writer = LineWriter(settings.log_file, settings.log_flush_interval)
         logger, self.structlog_owner = structlog_setup.configure(
@@ -75,18 +78,25 @@ class AppRuntime:
         direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
         ours = self.writer.flush if self.structlog_owner == "flask-sigobs" else None
         self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct, ours)
+        # The short ways (fastspan, headers) only where the start-up check proves them on this SDK and werkzeug.
+        fast = selfcheck.fast_path_allowed(settings.fast_path)
+        self.fast_spans = fast and selfcheck.spans().fast
+        self.fast_headers = fast and selfcheck.headers().fast
+        self._put_header = put_header if self.fast_headers else public_put_header
+        self._content_length = content_length if self.fast_headers else public_content_length
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
         self.writer.flush_first_at_exit()  # lines before the provider's (possibly slow) shutdown
         self.span_source: SignalSpanSource | None = None
         self._otel_wsgi: Callable[..., Any] | None = None  # the instrumentation's WSGI wrapper, when we instrumented
-        if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
+        if settings.span_source == "signals" and not instrumented:
+            self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest, self.fast_spans)
             self.instrumented_by = "flask-sigobs signals"
         else:  # an app instrumented already keeps its span, whatever the setting says
-            self.instrumented_by, self._otel_wsgi = otel_setup.instrument(app, self.tracer_provider)
+            self.instrumented_by, self._otel_wsgi = otel_setup.instrument(app, self.tracer_provider, self.fast_spans)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
-        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
+        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor,
+                                    fast=self.fast_spans)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         #: signal -> Source of SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS: it says what such a signal
         #: becomes in this app, over a bridge or an observe() of the same signal
@@ -377,7 +387,7 @@ class AppRuntime:
             if state is None or state is EXCLUDED:
                 return
             state.finished = True
-            put_header(response.headers, self.settings.request_id_header, state.request_id)
+            self._put_header(response.headers, self.settings.request_id_header, state.request_id)
             if state.user_id is None and getattr(sender, "login_manager", None) is not None:
                 user = flask.g.get("_login_user")  # Flask-Login's current user, if it was loaded
                 if user is not None and getattr(user, "is_authenticated", False):
@@ -386,7 +396,7 @@ class AppRuntime:
                 state.base = events.request_attributes(flask.request, state, self.redactor,
                                                        self.settings.trusted_proxies)
             status = response.status_code  # a property: read once
-            attributes, outcome = events.finished_attributes(state, status, content_length(response))
+            attributes, outcome = events.finished_attributes(state, status, self._content_length(response))
             if self.span_source is not None:
                 self.span_source.response(state, status)
             level = self._levels["request_finished"]

@@ -9,8 +9,12 @@ on the current span, span processors, exporters, limits) behaves exactly as usua
 
 Whatever does not fit the short way (a span that is not the SDK's, limits tighter than our
 values, a sampler of the app's own, which may look at attributes) goes through the public API.
-The SDK version is pinned in ``pyproject.toml``; ``tests/test_fast_spans_match_the_sdk.py`` checks
-that these shortcuts build what the SDK's own calls build.
+The SDK is taken by a range (``pyproject.toml``), so what the short way relies on is not assumed:
+:func:`fast_path` checks it once per process, against the SDK installed, by making the same spans
+both ways and comparing what an exporter would read. Where anything differs (a field renamed, a
+method gone, a value made otherwise) the SDK's public API makes every span instead, and one line
+on the ``flask_sigobs`` logger says why; ``tests/test_fast_spans_match_the_sdk.py`` holds both ways
+to the SDK's own spans.
 """
 
 from __future__ import annotations
@@ -25,13 +29,28 @@ from typing import Any, NamedTuple
 
 from opentelemetry import trace
 from opentelemetry.attributes import BoundedAttributes
-from opentelemetry.sdk.trace import Event, SpanProcessor, SynchronousMultiSpanProcessor, Tracer, _Span, sampling
-from opentelemetry.sdk.trace import _check_span_ended
-from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace import Event, SpanProcessor, SynchronousMultiSpanProcessor, Tracer, sampling
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import DEFAULT_TRACE_STATE, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+#: Why the SDK's private names the short way is built of could not be imported (``None``: they were).
+_MISSING_INTERNALS: str | None = None
+try:
+    from opentelemetry.sdk.trace import _check_span_ended, _Span
+except ImportError as exc:  # a release that renamed them: this module still loads, the public API is used
+    _MISSING_INTERNALS = f"opentelemetry.sdk.trace: {exc}"
+
+    class _Span:  # type: ignore[no-redef]
+        """Stands in for the SDK's span class so that :class:`RequestSpan` can be defined (and never made)."""
+
+    def _check_span_ended(func: Any) -> Any:  # type: ignore[no-redef]
+        return func
+try:
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+except ImportError:  # releases before the SDK's self-metrics had none (or no no-op class): calls are made
+    NoOpTracerMetrics = None  # type: ignore[assignment,misc]
 
 _new = object.__new__
 _new_tuple = tuple.__new__  # a SpanContext is a tuple: its __new__ only checks what is known here
@@ -40,9 +59,15 @@ _RLock = getattr(_thread, "RLock", None) or threading.RLock  # the C lock: threa
 logger = logging.getLogger("opentelemetry.sdk.trace")  # where the SDK says a span ended twice
 _UNSET = Status(StatusCode.UNSET)
 _NO_LINKS: BoundedList = BoundedList(None)  # shared and never appended to: see RequestSpan._add_link
-_SAMPLED = TraceFlags(TraceFlags.SAMPLED | TraceFlags.RANDOM_TRACE_ID)
+#: The W3C level 2 "random trace id" flag, which the SDK sets from 1.4x on; 0 where it does not know it.
+_RANDOM_TRACE_ID = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED | _RANDOM_TRACE_ID)
 _MISSING = object()
-_TRACER_FIELDS = ("_is_enabled", "id_generator", "sampler", "resource", "span_processor",
+#: The fields of the SDK's ``BoundedAttributes`` that ``RequestSpan.made`` does not set itself, with
+#: the values its constructor gives them (none on the newest SDK); the start-up check proves the rest.
+_MORE_ATTRIBUTE_FIELDS = {name: value for name, value in vars(BoundedAttributes(None, None, immutable=False)).items()
+                          if name not in ("_dict", "maxlen", "dropped", "max_value_len", "_lock", "_immutable")}
+_TRACER_FIELDS = ("id_generator", "sampler", "resource", "span_processor",
                   "instrumentation_info", "_span_limits", "_instrumentation_scope")
 
 
@@ -127,6 +152,16 @@ def add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, lo
                 span._events.append(event)
                 return
     # Ended, full (the SDK's call drops the oldest event and counts it), or values the SDK must check.
+    span.add_event(name, attributes, timestamp=time_ns)
+
+
+def public_set_attributes(span: Any, attributes: dict[str, Any], longest: int) -> None:
+    """:func:`set_attributes` through the SDK's public API: where the short way is off."""
+    span.set_attributes(attributes)
+
+
+def public_add_event(span: Any, name: str, attributes: dict[str, Any], time_ns: int, longest: int) -> None:
+    """:func:`add_event` through the SDK's public API: where the short way is off."""
     span.add_event(name, attributes, timestamp=time_ns)
 
 
@@ -217,6 +252,8 @@ class RequestSpan(_Span):
             stored.max_value_len = cls._max_attribute_length
             stored._lock = lock
             stored._immutable = False
+            if _MORE_ATTRIBUTE_FIELDS:  # fields an SDK release added (1.40's _extended_attributes): as its constructor sets them
+                vars(stored).update(_MORE_ATTRIBUTE_FIELDS)
         else:
             span._attributes = BoundedAttributes(cls._max_attributes, attributes, immutable=False,
                                                  max_value_len=cls._max_attribute_length)
@@ -269,7 +306,9 @@ class RequestSpan(_Span):
         processor = self._span_processor
         if type(processor) is SynchronousMultiSpanProcessor and len(processor._span_processors) == 1:
             processor = processor._span_processors[0]  # the usual export queue, without the SDK's loop
-        if type(processor)._on_ending not in _NO_OP_ON_ENDING:
+        # The SDK's hook just before the end; releases before 1.4x have none, and call none a processor defines.
+        on_ending = getattr(type(processor), "_on_ending", None) if _SDK_ON_ENDING else None
+        if on_ending is not None and on_ending not in _NO_OP_ON_ENDING:
             processor._on_ending(self)
         processor.on_end(self)
 
@@ -278,26 +317,30 @@ class ServerSpans:
     """Starts the request's server span with ``tracer``: the short way when the tracer is the SDK's
     and its sampler one of the SDK's, ``tracer.start_span`` otherwise."""
 
-    def __init__(self, tracer: Any, longest: int | None) -> None:
+    def __init__(self, tracer: Any, longest: int | None, fast: bool = True) -> None:
         """``longest``: the longest text of the attribute values the spans start with, known when
-        flask-sigobs built them; ``None`` when someone else did: the SDK's container validates them."""
+        flask-sigobs built them; ``None`` when someone else did: the SDK's container validates them.
+        ``fast``: whether the short way may be taken at all (:func:`fast_path`, ``SIGOBS_FAST_PATH``)."""
         self._tracer = tracer
         self._longest = longest
-        self.direct = isinstance(tracer, Tracer) and ignores_attributes(tracer.sampler) \
+        self.direct = fast and isinstance(tracer, Tracer) and ignores_attributes(tracer.sampler) \
             and all(hasattr(tracer, name) for name in _TRACER_FIELDS)
         #: Root spans are sampled by the SDK's default sampler and get the SDK's random ids.
         self._default_root = self.direct and _is_default_sampler(tracer.sampler) \
             and type(tracer.id_generator) is RandomIdGenerator
         self._span_class = RequestSpan.for_tracer(tracer) if self.direct else None
+        #: The tracer's on/off switch (its TracerConfigurator's); SDK releases before 1.4x have none: always on.
+        self._is_enabled = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)  # the SDK's self-metrics, when turned on
-        self._metrics = None if metrics is None or isinstance(metrics, NoOpTracerMetrics) else metrics
+        self._metrics = None if metrics is None or (
+            NoOpTracerMetrics is not None and isinstance(metrics, NoOpTracerMetrics)) else metrics
 
     def start(self, name: str, parent: Any, attributes: dict[str, Any], start_time: int) -> Any:
         tracer = self._tracer
         if not self.direct:
             return tracer.start_span(name, context=parent, kind=SpanKind.SERVER, attributes=attributes,
                                      start_time=start_time)
-        if not tracer._is_enabled():
+        if self._is_enabled is not None and not self._is_enabled():
             return trace.NonRecordingSpan(trace.get_current_span(parent).get_span_context())
         # An empty context (no caller's traceparent, no span around the request: the common case) holds
         # no parent span; ``None`` means the current context, which may.
@@ -310,14 +353,14 @@ class ServerSpans:
                 return self._made(name, _root_context(), None, attributes, start_time, parent,
                                   sampling.Decision.RECORD_AND_SAMPLE)
             trace_id = ids.generate_trace_id()
-            random_trace_id = ids.is_trace_id_random()
+            random_trace_id = _RANDOM_TRACE_ID and ids.is_trace_id_random()
         else:
             trace_id = parent_context.trace_id
-            random_trace_id = parent_context.trace_flags.random_trace_id
+            random_trace_id = _RANDOM_TRACE_ID and parent_context.trace_flags.random_trace_id
         decision = tracer.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER, None, ())
         flags = TraceFlags.SAMPLED if decision.decision.is_sampled() else TraceFlags.DEFAULT
         if random_trace_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
+            flags |= _RANDOM_TRACE_ID
         span_context = SpanContext(trace_id, ids.generate_span_id(), is_remote=False,
                                    trace_flags=TraceFlags(flags), trace_state=decision.trace_state)
         if not decision.decision.is_recording():
@@ -361,8 +404,9 @@ def _root_context() -> SpanContext:
 #: The SDK's span processors whose ``on_start`` and ``_on_ending`` do nothing (the export queue is
 #: a ``BatchSpanProcessor``): a span that finds one of these as its only processor skips the call.
 _NO_OP_ON_START = frozenset({SpanProcessor.on_start, BatchSpanProcessor.on_start, SimpleSpanProcessor.on_start})
-_NO_OP_ON_ENDING = frozenset({SpanProcessor._on_ending, BatchSpanProcessor._on_ending,
-                              SimpleSpanProcessor._on_ending})
+_SDK_ON_ENDING = hasattr(SpanProcessor, "_on_ending")
+_NO_OP_ON_ENDING = frozenset({getattr(kind, "_on_ending", None) for kind in (SpanProcessor, BatchSpanProcessor,
+                                                                              SimpleSpanProcessor)})
 
 
 class ServerSpanProvider:

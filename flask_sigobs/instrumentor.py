@@ -4,6 +4,10 @@
 this one installs :mod:`flask_sigobs.autoattach`, so every Flask app of the process is attached
 on its first request, beside the Flask instrumentation (whose server span gets the events).
 ``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=flask_sigobs`` switches it off like any other.
+
+Its base class comes from opentelemetry-instrumentation (the ``[otel]`` extra), imported here at
+the top on purpose: only ``opentelemetry-instrument``, which that package provides, loads this
+module, and nothing else in flask-sigobs imports it.
 """
 
 from __future__ import annotations

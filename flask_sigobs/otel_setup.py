@@ -11,6 +11,7 @@ defers the span's end until the WSGI call is over, so every event lands on its r
 from __future__ import annotations
 
 import math
+from collections.abc import MutableSequence
 import os
 import time
 import weakref
@@ -92,7 +93,13 @@ def otlp_exporter(environ: Any = None) -> SpanExporter | None:
     protocol = (environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
                 or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "http/protobuf").strip().lower()
     if protocol == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
+        except ImportError as exc:
+            key = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" if environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") \
+                else "OTEL_EXPORTER_OTLP_PROTOCOL"
+            raise ConfigError(f"{key}=grpc needs the OTLP/gRPC exporter, which is not installed ({exc}): "
+                              "pip install 'flask-sigobs[grpc]', or use http/protobuf") from None
 
         return GrpcExporter(timeout=export_timeout(environ))
     if protocol == "http/protobuf":
@@ -144,12 +151,45 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     return provider, "flask-sigobs"
 
 
-def instrument(app: Any, provider: Any) -> tuple[str, Any]:
+#: The newest opentelemetry-instrumentation-flask the compatibility matrix (noxfile.py) has run: a
+#: newer one is used as usual, and said once (raise this when the matrix passes on it).
+NEWEST_TESTED_INSTRUMENTATION = "0.66b1"
+
+
+def require_instrumentation() -> None:
+    """``SIGOBS_SPAN_SOURCE=otel`` needs opentelemetry-instrumentation-flask: the ``[otel]`` extra."""
+    try:
+        import opentelemetry.instrumentation.flask  # noqa: F401
+    except ImportError as exc:  # not installed, or a set that does not fit the SDK installed
+        raise ConfigError("SIGOBS_SPAN_SOURCE=otel needs opentelemetry-instrumentation-flask, which cannot be "
+                          f"imported ({exc}): pip install 'flask-sigobs[otel]'") from None
+    _say_if_newer_than_tested()
+
+
+def _say_if_newer_than_tested() -> None:
+    from importlib import metadata
+
+    try:
+        from packaging.version import Version
+
+        installed = metadata.version("opentelemetry-instrumentation-flask")
+        newer = Version(installed) > Version(NEWEST_TESTED_INSTRUMENTATION)
+    except Exception:  # no metadata (a vendored copy) or no packaging: nothing to compare
+        return
+    if newer:
+        report_once("instrumentation_newer",
+                    "flask-sigobs: opentelemetry-instrumentation-flask %s is newer than the newest it was tested "
+                    "with (%s); its span is used as usual (`sigobs doctor` checks that events land on it)",
+                    installed, NEWEST_TESTED_INSTRUMENTATION)
+
+
+def instrument(app: Any, provider: Any, fast: bool = True) -> tuple[str, Any]:
     """Instrument ``app`` unless it already is; say who did, and give the instrumentation's WSGI
     wrapper when we did. ``SIGOBS_EXCLUDED_PATHS`` are not the instrumentation's business:
     ``AppRuntime`` keeps its span off them (the instrumentation still reads
-    ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). Its server span is made the short way
-    (``fastspan.ServerSpanProvider``): the same span, a third of the cost.
+    ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). With ``fast`` (the start-up check held),
+    its server span is made the short way (``fastspan.ServerSpanProvider``): the same span, a third
+    of the cost.
 
     ``FlaskInstrumentor.instrument_app`` replaces ``app.wsgi_app`` by its wrapper, which an app
     reading its own middleware back (``current_app.wsgi_app.script_name``) cannot survive. So the
@@ -157,7 +197,9 @@ def instrument(app: Any, provider: Any) -> tuple[str, Any]:
     added later included) and handed to ``AppRuntime``, which calls it; ``app.wsgi_app`` is put
     back as it was, and is what ``uninstrument_app`` puts back too."""
     if getattr(app, "_is_instrumented_by_opentelemetry", False):
+        _say_if_newer_than_tested()
         return "app", None
+    require_instrumentation()
     # One vocabulary: the stable HTTP semantic conventions on the span, like our events.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
@@ -172,7 +214,7 @@ def instrument(app: Any, provider: Any) -> tuple[str, Any]:
     own = app.__dict__.get("wsgi_app", _UNSET)
     app.wsgi_app = flask_call
     try:
-        FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider))
+        FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider) if fast else provider)
         wrapper = app.wsgi_app
     finally:
         if own is _UNSET:
@@ -276,9 +318,14 @@ def _scrub_events(span: Any, events: Any, secrets: tuple[str, ...]) -> None:
     provider is the app's own and sets no attribute length limit."""
     from opentelemetry.sdk.trace import Event
 
-    with span._lock:
-        # The SDK's BoundedList, or a request span's plain list: the SDK offers no way to edit a recorded event.
-        stored = events._dq if isinstance(events, BoundedList) else events
+    lock = getattr(span, "_lock", None)
+    # The SDK's BoundedList, or a request span's plain list: the SDK offers no way to edit a recorded event.
+    stored = getattr(events, "_dq", None) if isinstance(events, BoundedList) else events
+    if lock is None or not isinstance(stored, MutableSequence):  # an SDK whose span is otherwise
+        report_once("scrub_events", "flask-sigobs cannot edit the span's recorded events on this SDK "
+                                    "(%s): an exception's text is left as the instrumentation recorded it", type(events))
+        return
+    with lock:
         for index, event in enumerate(list(stored)):
             attributes = event.attributes or {}
             changed = {}

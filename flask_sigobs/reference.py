@@ -47,8 +47,14 @@ CONFIG_DOCS: dict[str, str] = {
     "SIGOBS_TRUSTED_PROXIES": "how many proxies in front of the app append to `X-Forwarded-For`; `0` uses "
                               "the socket address",
     "SIGOBS_SPAN_SOURCE": "where the request span comes from: `signals` (built from the signals, see "
-                          "[Speed](speed.md)) or `otel` (`opentelemetry-instrumentation-flask`); an app "
-                          "already instrumented keeps its span either way",
+                          "[Speed](speed.md)) or `otel` (`opentelemetry-instrumentation-flask`, the `[otel]` "
+                          "extra: without it `init_app` raises a `ConfigError` saying "
+                          "`pip install 'flask-sigobs[otel]'`); an app already instrumented keeps its span "
+                          "either way",
+    "SIGOBS_FAST_PATH": "`auto`: spans and response headers the short way wherever the start-up check proves "
+                        "it on the installed SDK and werkzeug, the public API elsewhere (one warning line "
+                        "says why); `off`: the public API always (slower; one info line). See "
+                        "[compatibility](compatibility.md)",
     "SIGOBS_MAX_VALUE_LENGTH": "longest string written; longer ones are cut and say by how much",
     "SIGOBS_CAPTURE_LOGGING": "route stdlib logging through the same JSON output (see "
                               "[How it works](how-it-works.md#what-it-sets-up-and-what-it-leaves-alone))",

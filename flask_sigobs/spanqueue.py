@@ -61,6 +61,8 @@ class _Accounting(SpanExporter):
             result = self.inner.export(spans)
             ok = result is SpanExportResult.SUCCESS
             return result
+        except Exception:  # SDK 1.35's OTLP/HTTP exporter raises on a read timeout where newer ones fail:
+            return SpanExportResult.FAILURE  # counted and reported below, not a traceback per batch
         finally:
             count, self.in_flight = self.in_flight, 0
             if not self.abandoned:
@@ -109,6 +111,10 @@ class ExportQueue(BatchSpanProcessor):
         self.export_timeout_millis: float = batch._export_timeout_millis
         self.abandoned = 0
         self._queue = getattr(batch, "_queue", None)
+        try:  # SDK releases before 1.4x take no timeout: their shutdown waits for the export thread unbounded
+            self._shutdown_takes_timeout = "timeout_millis" in inspect.signature(batch.shutdown).parameters
+        except (TypeError, ValueError):
+            self._shutdown_takes_timeout = False
         self._batch_size = batch_size
         self._lock = threading.Lock()
         if hasattr(os, "register_at_fork"):
@@ -179,7 +185,12 @@ class ExportQueue(BatchSpanProcessor):
         """Export what is queued, waiting at most ``OTEL_BSP_EXPORT_TIMEOUT``; say what was not."""
         batch = self._batch_processor
         try:
-            batch.shutdown(timeout_millis=self.export_timeout_millis)
+            if self._shutdown_takes_timeout:
+                batch.shutdown(timeout_millis=self.export_timeout_millis)
+            else:  # the same bound, kept here: the SDK's shutdown waits in a thread of its own
+                waiting = threading.Thread(target=batch.shutdown, name="flask-sigobs-shutdown", daemon=True)
+                waiting.start()
+                waiting.join(self.export_timeout_millis / 1000)
         finally:
             worker = getattr(batch, "_worker_thread", None)
             if worker is not None and worker.is_alive():  # still inside an export: give up on it

@@ -17,7 +17,7 @@ from opentelemetry import context, propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from .events import exception_type
-from .fastspan import ServerSpans, set_attributes
+from .fastspan import ServerSpans, public_set_attributes, set_attributes
 from .otel_setup import scrub_span
 from .requeststate import RequestState
 
@@ -43,12 +43,14 @@ class SignalSpanSource:
     #: Distinct (scheme, Host, port, protocol) whose span attributes are kept: a few per server.
     MAX_SERVERS = 64
 
-    def __init__(self, tracer_provider: Any, longest: int) -> None:
-        """``longest``: the longest text of our attribute values (``Redactor.longest``)."""
+    def __init__(self, tracer_provider: Any, longest: int, fast: bool = True) -> None:
+        """``longest``: the longest text of our attribute values (``Redactor.longest``). ``fast``: the
+        span made and filled the short way (``fastspan``), where the start-up check holds."""
         from . import __version__
 
         self._longest = longest
-        self._spans = ServerSpans(tracer_provider.get_tracer("flask_sigobs", __version__), self._longest)
+        self._spans = ServerSpans(tracer_provider.get_tracer("flask_sigobs", __version__), self._longest, fast)
+        self._set_attributes = set_attributes if fast else public_set_attributes
         self._servers: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     def start(self, state: RequestState, request: Any, start_time: int) -> None:
@@ -104,7 +106,7 @@ class SignalSpanSource:
         failed = status_code >= 500
         if failed and "error.type" not in span.attributes:
             attributes["error.type"] = str(status_code)
-        set_attributes(span, attributes, self._longest)
+        self._set_attributes(span, attributes, self._longest)
         if failed and span.status.status_code is not StatusCode.ERROR:  # keep an exception's description
             span.set_status(Status(StatusCode.ERROR))
 

@@ -8,7 +8,7 @@ import orjson
 from opentelemetry.trace import Status, StatusCode
 
 from .events import Event
-from .fastspan import PRIMITIVES, add_event
+from .fastspan import PRIMITIVES, add_event, public_add_event
 from .redaction import Redactor, cut
 
 
@@ -42,7 +42,9 @@ def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALW
 
 
 class TraceSink:
-    def __init__(self, record_exceptions: bool, redactor: Redactor) -> None:
+    def __init__(self, record_exceptions: bool, redactor: Redactor, fast: bool = True) -> None:
+        """``fast``: span events the short way (``fastspan.add_event``), where the start-up check holds."""
+        self._add_event = add_event if fast else public_add_event
         # opentelemetry-instrumentation-flask records the exception itself when the request's
         # span ends with it; recording it here too would show it twice in Jaeger.
         self._record_exceptions = record_exceptions
@@ -58,7 +60,7 @@ class TraceSink:
             skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
             values = span_attributes(attributes, skip, self._max_length)
         if event.exception is None:
-            add_event(span, event.name, values, event.time_ns, self._longest)
+            self._add_event(span, event.name, values, event.time_ns, self._longest)
         else:  # its stack trace is longer than our values: the SDK's limits apply
             span.add_event(event.name, values, timestamp=event.time_ns)
             if self._record_exceptions:

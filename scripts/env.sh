@@ -1,4 +1,6 @@
 # Sourced by the other scripts: a virtualenv in .venv with the project and its test tools.
+# .venv is the newest set with every extra (the whole suite runs there); the `test` extra itself
+# does not pull [otel] or [grpc], so the matrix (noxfile.py) can prove the base install without them.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -12,7 +14,7 @@ stamp=".venv/.sigobs-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   {
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test]"
+    .venv/bin/python -m pip install -q -e ".[test,otel,grpc]"
     .venv/bin/python -m pip check
   } >&2
   touch "$stamp"

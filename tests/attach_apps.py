@@ -123,7 +123,9 @@ def with_config() -> Flask:
 
 def twice_instrumented() -> Flask:
     """The WSGI middleware and the Flask instrumentation both: two server spans per request."""
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from .extras import flask_instrumentor
+
+    FlaskInstrumentor = flask_instrumentor()
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
     app = create_app("twice")

@@ -23,6 +23,8 @@ from werkzeug.serving import make_server
 
 from flask_sigobs import SigObs
 
+from .extras import NO_OTEL
+
 
 @dataclass
 class Observed:
@@ -85,8 +87,20 @@ def http(url: str, method: str = "GET", data: bytes | None = None,
 
 @pytest.fixture(params=["signals", "otel"])
 def span_source(request: pytest.FixtureRequest) -> str:
-    """Each test that observes an app runs with both span sources, unless it names one."""
+    """Each test that observes an app runs with both span sources, unless it names one (``otel``
+    skips, saying why, where the [otel] extra is not installed)."""
+    if request.param == "otel" and NO_OTEL:
+        pytest.skip(NO_OTEL)
     return request.param
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``otel`` need the [otel] extra: skipped, saying why, where it is not installed."""
+    if NO_OTEL:
+        skip = pytest.mark.skip(reason=NO_OTEL)
+        for item in items:
+            if "otel" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture

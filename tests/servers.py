@@ -28,7 +28,10 @@ import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator, Self
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:  # typing.Self is 3.11's: the suite runs on 3.10 too
+    from typing_extensions import Self
 
 REPO = Path(__file__).resolve().parent.parent
 

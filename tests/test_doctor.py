@@ -312,6 +312,10 @@ def test_a_ca_file_that_requests_replaces_is_said_for_an_exporter_the_app_built(
     """The app's own OTLP/HTTP exporter, given the CA file, on a machine with REQUESTS_CA_BUNDLE set:
     requests checks the certificate against that bundle instead, and the doctor says why."""
     import certifi
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+    if hasattr(OTLPSpanExporter(), "_session"):
+        pytest.skip("SDK releases before 1.45 hand requests the CA file with each request: requests#3829 spares them")
 
     stack, ca_file = tls_collector
     code, report = doctor_json("tests.attach_apps:otel_at_import", "--timeout", "5",
@@ -386,9 +390,9 @@ def test_a_collector_that_wants_credentials_accepts_them_from_the_headers_variab
      "SIGOBS_LOG_LEVEL=warning hides the access lines"),
     ("excluded-paths-cover-every-route", {"SIGOBS_EXCLUDED_PATHS": "/*", "_endpoint": "1"},
      "SIGOBS_EXCLUDED_PATHS (/*) covers every route of the app (7)"),
-    ("otel-excluded-urls-cover-every-route-of-our-instrumentation",
+    pytest.param("otel-excluded-urls-cover-every-route-of-our-instrumentation",
      {"SIGOBS_SPAN_SOURCE": "otel", "OTEL_PYTHON_FLASK_EXCLUDED_URLS": ".*", "_endpoint": "1"},
-     "OTEL_PYTHON_FLASK_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) covers every route"),
+     "OTEL_PYTHON_FLASK_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS) covers every route", marks=pytest.mark.otel),
     ("disabled-and-not-attached-by-the-app", {"OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "flask_sigobs",
                                               "_endpoint": "1"},
      "switches the auto-attach off: nothing will attach it"),
@@ -408,8 +412,8 @@ def test_the_known_ways_to_see_nothing(receiver, case: str, env: dict[str, str],
 
 
 @pytest.mark.parametrize("factory,words", [
-    ("twice_instrumented", "the app is instrumented 2 times (opentelemetry-instrumentation-flask, "
-                           "opentelemetry-instrumentation-wsgi OpenTelemetryMiddleware)"),
+    pytest.param("twice_instrumented", "the app is instrumented 2 times (opentelemetry-instrumentation-flask, "
+                 "opentelemetry-instrumentation-wsgi OpenTelemetryMiddleware)", marks=pytest.mark.otel),
     ("structlog_dropping", "structlog is configured by the app so that flask-sigobs's lines are filtered out: "
                            "its processor only_mine drops them"),
     ("structlog_warnings_only", "structlog is configured by the app so that flask-sigobs's lines are filtered "

@@ -29,6 +29,8 @@ import pytest
 
 from .e2e.stack import NoRedirect, Stack, StackError, find_jaeger, running_stack, wait_for
 
+pytestmark = pytest.mark.slow  # end to end (Jaeger, the Collector, gunicorn): the whole suite's, not the matrix rows' core
+
 SERVICE = "sigobs-example"  # the example app's SIGOBS_SERVICE_NAME
 TRACES_TIMEOUT = 60.0  # seconds for every trace to be queryable in Jaeger
 API_TOKEN = f"tour-token-{secrets.token_hex(8)}"  # sent by the tour; must never reach Jaeger

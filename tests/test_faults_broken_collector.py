@@ -16,6 +16,7 @@ import time
 import tracemalloc
 
 import pytest
+import requests
 from flask import Flask, current_app
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -33,6 +34,7 @@ from .servers import BlackHole, OtlpSink, http_get, refused_endpoint
 RATIO = 1.5
 
 
+@pytest.mark.slow  # about 16 s of gunicorn under a broken collector
 def test_a_broken_collector_costs_requests_nothing_and_every_span_is_accounted_for(tmp_path):
     runs = broken_collectors(tmp_path, rounds=2000)
     working = runs["working"]
@@ -114,6 +116,7 @@ def retained_since(before: int, settle: float = 3.0) -> int:
         time.sleep(0.2)
 
 
+@pytest.mark.slow  # a few seconds of requests against a black hole
 @pytest.mark.parametrize("span_source", ["signals"])  # the queue is the same whatever made the span
 def test_memory_stays_bounded_when_the_collector_never_answers(observe, monkeypatch):
     """1000 requests whose spans carry 16 kB each: 16 MB if the spans were kept; they are not."""
@@ -168,10 +171,13 @@ def test_the_export_timeout_is_bounded(monkeypatch):
         span = provider.get_tracer("t").start_span("one")
         span.end()
         started = time.monotonic()
-        result = exporter.export([span])
+        try:
+            result = exporter.export([span]).name
+        except requests.exceptions.Timeout:  # SDK 1.35's exporter raises where newer ones return FAILURE
+            result = "FAILURE"  # (the export queue counts either as a failed export: spanqueue._Accounting)
         waited = time.monotonic() - started
         exporter.shutdown()
-    assert result.name == "FAILURE" and 0.9 < waited < 3, waited
+    assert result == "FAILURE" and 0.9 < waited < 3, waited
     assert hole.accepted, "the exporter never reached the black hole"
 
 

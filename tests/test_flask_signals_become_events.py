@@ -184,7 +184,9 @@ def test_excluded_paths_produce_nothing(observe):
 def test_excluded_paths_skip_the_instrumentation_we_installed(observe, caplog):
     """On the standard instrumentation's span, an excluded path starts no span and passes around
     the instrumentation, without its "span missing" warning; uninstrumenting still works."""
-    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from .extras import flask_instrumentor
+
+    FlaskInstrumentor = flask_instrumentor()
 
     app = shop_app()
 

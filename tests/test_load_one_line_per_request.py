@@ -18,6 +18,8 @@ from flask_sigobs import auth
 from .reliability import figure, hammer
 from .servers import OtlpSink, gunicorn, json_lines, server_env
 
+pytestmark = pytest.mark.slow  # load: the whole suite's, not the matrix rows' core
+
 REQUESTS = 2000
 AGENT = "load-test/" + "a" * 6000
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import pytest
 import structlog
 from flask import Flask, abort, current_app
 from opentelemetry import trace
-from opentelemetry.instrumentation.flask import FlaskInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
 from .conftest import http
+from .extras import flask_instrumentor
 
 PARENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN = "00f067aa0ba902b7"
@@ -50,6 +51,7 @@ def _server_spans(spans):
     return {span.attributes["url.path"]: span for span in spans if span.kind == SpanKind.SERVER}
 
 
+@pytest.mark.otel
 def test_the_signal_span_matches_the_standard_instrumentation(observe):
     ours = observe(catalog_app("signals_app"), SIGOBS_SPAN_SOURCE="signals")
     standard = observe(catalog_app("standard_app"), SIGOBS_SPAN_SOURCE="otel")
@@ -129,7 +131,7 @@ def test_an_instrumented_app_keeps_its_span_whatever_the_setting(observe):
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    flask_instrumentor().instrument_app(app, tracer_provider=provider)
     observed = observe(app, SIGOBS_SPAN_SOURCE="signals")
     observed.client().get("/items/1")
     servers = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.SERVER]

@@ -16,6 +16,8 @@ import pytest
 
 from .tail_support import ROOT, env, tail
 
+pytestmark = pytest.mark.slow  # every core, several seconds a test: the whole suite's, not the matrix rows' core
+
 SERIAL = ("import sys; import flask_sigobs.tail.parallel as p; p.worth_it = lambda n: False; "
           "import flask_sigobs.tail.command as c; c.worth_it = p.worth_it; "
           "from flask_sigobs.cli import main; sys.exit(main())")
