@@ -133,6 +133,7 @@ class AppRuntime:
         self._down: Callable[..., Any] | None = appcall.DOWN  # None: app.wsgi_app, called inline
         self._excluded_down = appcall.call_down  # what serves an excluded path
         self._start_otel_span: Callable[[], Any] | None = None
+        self._start_app_span: Callable[[], Any] | None = None  # the app's own instrumentation's
         if self.span_source is None:
             funcs = app.before_request_funcs.setdefault(None, [])
             otel_hook = getattr(app, "_before_request", None)
@@ -147,9 +148,21 @@ class AppRuntime:
                 funcs[funcs.index(otel_hook)] = hook
                 app._before_request = hook  # what FlaskInstrumentor.uninstrument_app removes
                 self._down = self._instrumented_down
+            elif otel_hook in funcs:
+                # Instrumented by the app itself or by opentelemetry-instrument: the span is the
+                # instrumentation's, started by its before_request function, which a
+                # url_value_preprocessor (or a before_request function before it) may never let run,
+                # leaving the request without a span and its access line without a trace id. So our
+                # request_started receiver starts it (the same function, still the app's), and in the
+                # list a wrapper takes its place that starts it only where that did not (an excluded
+                # path keeps the app's span); the wrapper is what uninstrument_app removes.
+                started = _unless_started(otel_hook)
+                funcs[funcs.index(otel_hook)] = started
+                app._before_request = started
+                self._start_app_span = otel_hook
+                funcs.insert(funcs.index(started) + 1, hook)  # right after the span is started
             else:
-                position = funcs.index(otel_hook) + 1 if otel_hook in funcs else len(funcs)
-                funcs.insert(position, hook)  # right after the span is started
+                funcs.append(hook)
         appcall.observe(app, self.wsgi_app)
 
     def _instrumented_down(self, app: flask.Flask, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
@@ -340,13 +353,18 @@ class AppRuntime:
             state.base = events.request_attributes(request, state, self.redactor, self.settings.trusted_proxies)
             if self.span_source is not None and state.span is None:
                 self.span_source.start(state, request, state.started_ns)
-            elif self._start_otel_span is not None and state.span is None:
-                # We instrumented: its span starts here, not in its before_request function, which a
-                # url_value_preprocessor (or a before_request function before it) may never let run.
-                self._start_otel_span()
-                span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
-                if span is not None:
-                    self._adopt_span(state, span)
+            elif state.span is None:
+                # Its span starts here, not in its before_request function, which a
+                # url_value_preprocessor (or a before_request function before it) may never let run:
+                # the instrumentation's when we instrumented, else the app's own while it is there.
+                start = self._start_otel_span
+                if start is None and sender.__dict__.get("_is_instrumented_by_opentelemetry"):
+                    start = self._start_app_span
+                if start is not None:
+                    start()
+                    span = state.environ.get(otel_setup.OTEL_SPAN_KEY)
+                    if span is not None:
+                        self._adopt_span(state, span)
             if self._enabled["request_started"]:  # the event only reads base: no copy
                 self.emit("flask.request_started", self._levels["request_started"], state.base, state,
                           span_attributes={"request.id": state.request_id})
@@ -477,6 +495,17 @@ class AppRuntime:
             attributes["signal.sender"] = self.redactor.clean(sender)
         attributes.update(self.redactor.mapping(data))
         self.emit(source.event, source.level, attributes, state, span_user=span_user)
+
+
+def _unless_started(before_request: Callable[[], Any]) -> Callable[[], Any]:
+    """The instrumentation's ``before_request`` function, run only if its span has not started."""
+
+    def start_unless_started() -> Any:
+        if otel_setup.OTEL_SPAN_KEY not in flask.request.environ:
+            return before_request()
+        return None
+
+    return start_unless_started
 
 
 class _FinishOnClose:

@@ -420,3 +420,51 @@ def test_each_launcher_leaves_the_middleware_under_gunicorn(tmp_path: Path, laun
         assert span is not None, f"{request_id}: no span of trace {line['trace_id']} received"
         assert span.span_id == line["span_id"] and span.name == f"GET {route}"
         assert [name for name, _ in span.events].count("flask.request_finished") == 1
+
+
+@pytest.mark.otel
+@pytest.mark.parametrize("span_source", ["signals"])  # the app's own span, whatever the setting
+def test_a_request_stopped_before_before_request_keeps_the_apps_own_span(observe, span_source):
+    """An app its own code instrumented (or opentelemetry-instrument did): its span starts in its
+    before_request function, which a url_value_preprocessor's redirect never lets run. flask-sigobs
+    starts that same span at request_started, once; an excluded path still gets the app's own span
+    (the app's instrumentation is the app's); and uninstrument_app still takes it all away."""
+    from opentelemetry.instrumentation.flask import FlaskInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    app = stopped_early_app()
+
+    @app.get("/health")
+    def health() -> Any:
+        return "ok"
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    FlaskInstrumentor.instrument_app(app, tracer_provider=provider)
+    observed = observe(app)
+    assert observed.sigobs.runtime(app).instrumented_by == "app"
+    cases = [("/old/items", 302), ("/de/items", 404), ("/private", 302), ("/en/items", 200)]
+    with observed.serve() as base:
+        for number, (path, status) in enumerate(cases):
+            assert get(base, path, f"req-own-{number}")[0] == status
+        assert get(base, "/health", "req-own-health", echoed=False)[0] == 200
+    spans = exporter.get_finished_spans()
+    by_trace = {format(span.context.trace_id, "032x"): span for span in spans}
+    for number, (path, status) in enumerate(cases):
+        (line,) = access_lines(observed, f"req-own-{number}")
+        assert line["trace_id"] in by_trace, (path, line)
+        span = by_trace[line["trace_id"]]
+        assert format(span.context.span_id, "016x") == line["span_id"]
+        assert span.attributes["http.response.status_code"] == status
+        assert [e.name for e in span.events].count("flask.request_started") == 1
+    assert len(spans) == len(cases) + 1, "one span a request, the excluded /health's included"
+    assert not observed.events("flask.request_finished") or all(
+        line.get("url.path") != "/health" for line in observed.events("flask.request_finished"))
+
+    FlaskInstrumentor.uninstrument_app(app)
+    client = app.test_client()
+    assert client.get("/en/items").status_code == 200
+    assert client.get("/old/items").status_code == 302
+    assert len(exporter.get_finished_spans()) == len(spans), "uninstrumented: no span any more"
