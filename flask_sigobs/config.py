@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import catalogue
+from .audit import settings as audit_settings
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -37,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_MAX_VALUE_LENGTH": 1024,
     "SIGOBS_CAPTURE_LOGGING": True,
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
+    **audit_settings.DEFAULTS,  # SIGOBS_AUDIT_*: the audit trail's (flask_sigobs/audit/settings.py)
 }
 
 SPAN_SOURCES = ("otel", "signals")
@@ -65,6 +67,7 @@ class Settings:
     max_value_length: int
     capture_logging: bool
     span_exporter: Any = None
+    audit: Any = None  # an AuditSettings, or None when SIGOBS_AUDIT is off
     sources: Mapping[str, str] = field(default_factory=dict)
 
     def level_of(self, signal_name: str) -> int:
@@ -237,5 +240,6 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         max_value_length=_as_int(values["SIGOBS_MAX_VALUE_LENGTH"], "SIGOBS_MAX_VALUE_LENGTH", 16),
         capture_logging=_as_bool(values["SIGOBS_CAPTURE_LOGGING"], "SIGOBS_CAPTURE_LOGGING"),
         span_exporter=exporter,
+        audit=audit_settings.load(values, app, ConfigError, _as_bool, _as_int),
         sources=sources,
     )

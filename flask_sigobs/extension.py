@@ -24,6 +24,7 @@ from .headers import content_length, put_header
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
+from .audit.output import audit_output
 from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 
@@ -73,6 +74,7 @@ class AppRuntime:
             self.instrumented_by = otel_setup.instrument(app, self.tracer_provider)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
+        self.audit = audit_output(app, settings, self)  # a Trail, or None when SIGOBS_AUDIT is off
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         self._connect()
         self._install_hooks()
@@ -377,6 +379,8 @@ class AppRuntime:
             attributes["signal.sender"] = self.redactor.clean(sender)
         attributes.update(self.redactor.mapping(data))
         self.emit(name, level, attributes, state)
+        if is_auth and self.audit is not None:
+            self.audit.record(name, attributes, state)
 
 
 class _FinishOnClose:
@@ -449,6 +453,8 @@ class SigObs:
         else:
             runtimes = [self.runtime(app)]
         for runtime in runtimes:
+            if runtime.audit is not None:
+                runtime.audit.flush(adopt=True)
             runtime.writer.flush()
             runtime.tracer_provider.force_flush(timeout_millis)
 
