@@ -29,7 +29,7 @@ def login_app(name: str = "audit_app", **config: Any) -> tuple[Flask, SigObs]:
     """An app with the login every audit test needs: it asks ``audit.check`` first (429 and
     Retry-After when locked), then says why a login failed, as a careful app does."""
     app = Flask(name)
-    app.config.update(SECRET_KEY="audit-test-secret", SIGOBS_AUDIT_FLUSH_INTERVAL=0.05, **config)
+    app.config.update({"SECRET_KEY": "audit-test-secret", "SIGOBS_AUDIT_FLUSH_INTERVAL": 0.05, **config})
 
     @app.post("/login")
     def login():

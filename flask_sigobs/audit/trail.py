@@ -373,6 +373,7 @@ class Trail:
             except Exception:
                 pass
         self.journal.close()
+        self.journal.path = None
         self._drop_store()
 
     def _after_fork(self) -> None:
