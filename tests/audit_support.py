@@ -29,7 +29,10 @@ def login_app(name: str = "audit_app", **config: Any) -> tuple[Flask, SigObs]:
     """An app with the login every audit test needs: it asks ``audit.check`` first (429 and
     Retry-After when locked), then says why a login failed, as a careful app does."""
     app = Flask(name)
-    app.config.update({"SECRET_KEY": "audit-test-secret", "SIGOBS_AUDIT_FLUSH_INTERVAL": 0.05, **config})
+    app.config["SECRET_KEY"] = "audit-test-secret"
+    if "SIGOBS_AUDIT_FLUSH_INTERVAL" not in os.environ:
+        app.config["SIGOBS_AUDIT_FLUSH_INTERVAL"] = 0.05
+    app.config.update(config)
 
     @app.post("/login")
     def login():
@@ -56,6 +59,13 @@ def login_app(name: str = "audit_app", **config: Any) -> tuple[Flask, SigObs]:
     def admin():
         auth.access_denied.send(current_app._get_current_object(), user="alice", permission="admin")
         return "no", 403
+
+    @app.post("/hostile")
+    def hostile():  # the raw body is the user name, as is (invalid UTF-8 as Python keeps it)
+        name = request.get_data().decode("utf-8", "surrogateescape")
+        auth.login_failed.send(current_app._get_current_object(), user=name, reason="bad password",
+                               note=request.headers.get("X-Note", ""))
+        return "no", 401
 
     @app.get("/health")
     def health():
