@@ -83,7 +83,7 @@ class Detector:
         return worst
 
     def observe(self, store: Store, rows: Iterable[dict[str, Any]],
-                alarm: Callable[[str, int, dict[str, Any]], None]) -> None:
+                alarm: Callable[[list[str], int, dict[str, Any]], None]) -> None:
         """After a batch is in the database: count the failures of the keys it touched."""
         if self.max_failures <= 0:
             return
@@ -98,6 +98,7 @@ class Detector:
         since = iso_time(now_us - int(self.window * 1_000_000))
         until = iso_time(now_us + int(self.window * 1_000_000))
         now = iso_time(now_us)
+        won: dict[int, tuple[dict[str, Any], list[str], int]] = {}  # one alarm per row, whatever it locked
         for key, row in touched.items():
             kind = key.split(":", 1)[0]
             if kind == "user":
@@ -111,12 +112,15 @@ class Detector:
             if count < self.max_failures:
                 continue
             with store.transaction():
-                won = store.execute(
+                changed = store.execute(
                     "INSERT INTO sigobs_audit_lock (key, until, failures) VALUES (:key, :until, :n) "
                     "ON CONFLICT (key) DO UPDATE SET until = excluded.until, failures = excluded.failures "
                     "WHERE sigobs_audit_lock.until < :now", {"key": key, "until": until, "n": count, "now": now})
-            if won:
-                alarm(key, count, row)
+            if changed:
+                _, kinds, most = won.get(id(row), (row, [], 0))
+                won[id(row)] = (row, [*kinds, key.split(":", 1)[0]], max(most, count))
+        for row, kinds, most in won.values():
+            alarm(kinds, most, row)
 
     def refresh(self, store: Store) -> None:
         now = iso_time(int(time.time() * 1_000_000))

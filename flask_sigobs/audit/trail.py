@@ -331,16 +331,14 @@ class Trail:
 
     # -- brute force -------------------------------------------------------------------------------
 
-    def _on_alarm(self, key: str, count: int, row: dict[str, Any]) -> None:
-        kind, _, value = key.partition(":")
-        attributes: dict[str, Any] = {"reason": "too_many_failures", "audit.lock.key": kind,
-                                      "audit.failures": count, "audit.window_s": int(self.detector.window)}
-        user, address = row.get("enduser_id"), row.get("client_address")
-        if kind in ("user", "user+address") and user:
-            attributes["enduser.id"] = user
-        if kind in ("address", "user+address") and address:
-            attributes["client.address"] = address
-        for source, target in (("user_agent", "user_agent.original"), ("http_route", "http.route"),
+    def _on_alarm(self, kinds: list[str], count: int, row: dict[str, Any]) -> None:
+        """Raise ``auth.login_fail_max`` for what ``row`` (the failure that crossed the threshold)
+        locked: a row of its own, and through the runtime a warning line and a span event."""
+        attributes: dict[str, Any] = {"audit.lock.keys": kinds, "audit.failures": count,
+                                      "audit.window_s": int(self.detector.window),
+                                      "audit.max_failures": self.detector.max_failures}
+        for source, target in (("enduser_id", "enduser.id"), ("client_address", "client.address"),
+                               ("user_agent", "user_agent.original"), ("http_route", "http.route"),
                                ("request_id", "request.id")):
             if row.get(source):
                 attributes[target] = row[source]
@@ -348,7 +346,8 @@ class Trail:
                           row.get("span_id"), self.service_name, None, None, self.protector))
         if self._alarm is not None:
             try:
-                self._alarm("auth.login_fail_max", attributes, row.get("trace_id"), row.get("span_id"))
+                self._alarm("auth.login_fail_max", {"reason": "too_many_failures", **attributes},
+                            row.get("trace_id"), row.get("span_id"))
             except Exception as exc:
                 report_once(("audit", "alarm", type(exc)), "flask-sigobs audit could not raise "
                             "auth.login_fail_max: %r", exc)
