@@ -140,25 +140,56 @@ def postgres_missing() -> str | None:
     return None
 
 
+class PostgresCluster:
+    """A throwaway cluster on 127.0.0.1:``port`` (trust auth, loopback only, fsync off), run as
+    the ``postgres`` user when we are root (initdb refuses root). ``stop`` and ``start`` are the
+    database going down and coming back."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.root = Path(tempfile.mkdtemp(prefix="sigobs-pg-"))
+        self.data, self.sockets = self.root / "data", self.root / "sockets"
+        self.sockets.mkdir()
+        self.as_postgres: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sockets, "postgres")
+            self.as_postgres = ["runuser", "-u", "postgres", "--"]
+        subprocess.run([*self.as_postgres, str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust",
+                        "-U", "postgres", "--no-sync"], check=True, capture_output=True)
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        subprocess.run([*self.as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+                        str(self.root / "log"), "-o", f"-p {self.port} -k {self.sockets} "
+                        "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off", "start"],
+                       check=True, capture_output=True)
+
+    def stop(self) -> None:
+        subprocess.run([*self.as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                        "-w", "stop"], capture_output=True)
+
+    def create_database(self, name: str) -> str:
+        import psycopg
+
+        with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres",
+                             autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def postgres_cluster(port: int) -> Iterator[str]:
-    """A throwaway cluster on 127.0.0.1:``port`` (trust auth, loopback only); yields its URL."""
-    root = Path(tempfile.mkdtemp(prefix="sigobs-pg-"))
-    data, sockets = root / "data", root / "sockets"
-    sockets.mkdir()
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: the cluster is the postgres user's
-        shutil.chown(root, "postgres")
-        shutil.chown(sockets, "postgres")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*as_postgres, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
-                    "--no-sync"], check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", "start"],
-                   check=True, capture_output=True)
+def postgres_cluster(port: int) -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster(port)
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        cluster.start()
+        yield cluster
     finally:
-        subprocess.run([*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        cluster.remove()
