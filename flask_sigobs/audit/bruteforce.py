@@ -68,6 +68,9 @@ class Detector:
         self.window = window
         self._locks: dict[str, float] = {}  # key -> until (epoch seconds), replaced whole after each refresh
 
+    def locked_any(self) -> bool:
+        return bool(self._locks)
+
     def check(self, user: str | None, address: str | None) -> Lockout:
         locks = self._locks
         if not locks:

@@ -24,12 +24,13 @@ _SELECT = "SELECT id, writer, seq, hash, " + ", ".join(COLUMNS) + " FROM sigobs_
 class Chainer:
     def __init__(self, key: bytes | None) -> None:
         self.key = key
+        # The keyed state made once and copied for each row: hmac.new pads the key every time.
+        self._start = hmac.new(key, digestmod=hashlib.sha256) if key else hashlib.sha256()
 
     def row_hash(self, previous: str, writer: str, seq: int, values: tuple[Any, ...]) -> str:
-        message = previous.encode() + b"\n" + orjson.dumps([writer, seq, *values])
-        if self.key:
-            return hmac.new(self.key, message, hashlib.sha256).hexdigest()
-        return hashlib.sha256(message).hexdigest()
+        digest = self._start.copy()
+        digest.update(previous.encode() + b"\n" + orjson.dumps([writer, seq, *values]))
+        return digest.hexdigest()
 
     def checkpoint_mac(self, writer: str, seq: int, hash_: str, time: str) -> str:
         message = f"checkpoint\n{writer}\n{seq}\n{hash_}\n{time}".encode()

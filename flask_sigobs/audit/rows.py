@@ -109,42 +109,71 @@ class Protector:
         return PROTECTED_PREFIX + self.digest("user:" + name)
 
 
+def protect(name: str, attributes: dict[str, Any], protector: Protector) -> dict[str, Any]:
+    """The attributes, with the user name protected when it matches no account (``unknown_user``):
+    on the request path, so that the name never reaches even the journal."""
+    said = attributes.get("reason")
+    if said is None or "enduser.id" not in attributes or DECISIONS.get(name, ("success",))[0] != "failure":
+        return attributes
+    if cached_reason(said) != "unknown_user" or str(attributes["enduser.id"]).startswith(PROTECTED_PREFIX):
+        return attributes
+    protected = dict(attributes)
+    user = protector.user(str(attributes["enduser.id"]))
+    if user is None:
+        del protected["enduser.id"]
+    else:
+        protected["enduser.id"] = user
+    return protected
+
+
+_REASONS_SEEN: dict[Any, str | None] = {}
+
+
+def cached_reason(said: Any) -> str | None:
+    """``reason_code`` of what senders say, remembered: a sender says the same few things."""
+    try:
+        return _REASONS_SEEN[said]
+    except KeyError:
+        code = reason_code(said, None)
+        if len(_REASONS_SEEN) < 1024:
+            _REASONS_SEEN[said] = code
+        return code
+    except TypeError:  # unhashable
+        return reason_code(said, None)
+
+
 def build(name: str, attributes: dict[str, Any], time_us: int, trace_id: str | None, span_id: str | None,
-          service_name: str, route: str | None, session_id: str | None, protector: Protector) -> dict[str, Any]:
-    """The journal's record of one auth event: the row, with the log line's field names."""
+          service_name: str | None, route: str | None, session_hash: str | None) -> dict[str, Any]:
+    """The row of one auth event, by column (``store.COLUMNS``; the writer thread's work)."""
     outcome, default = DECISIONS.get(name, ("success", None))
     said = attributes.get("reason")
-    reason = reason_code(said, default) if outcome == "failure" else (reason_code(said, None) if said else None)
-    row: dict[str, Any] = {"time": time_us, "event": name, "outcome": outcome, "reason": reason}
-    if said is not None:
-        text = said if isinstance(said, str) else str(said)
-        row["reason.text"] = text[:MAX_REASON_TEXT]
-    for key in FIELDS:
-        value = attributes.get(key)
-        if value is not None:
-            row[key] = value
-    user = row.get("enduser.id")
-    if user is not None and reason == "unknown_user" and not str(user).startswith(PROTECTED_PREFIX):
-        row["enduser.id"] = protector.user(str(user))  # where people type their password
-        if row["enduser.id"] is None:
-            del row["enduser.id"]
-    if route is not None and "http.route" not in row:
-        row["http.route"] = route
-    row["trace_id"] = trace_id
-    row["span_id"] = span_id
-    row["service.name"] = service_name
-    if session_id:
-        row["session.id_hash"] = protector.digest("session:" + session_id)
+    if said is None:
+        reason, text = default if outcome == "failure" else None, None
+    else:
+        reason = cached_reason(said) or default
+        text = (said if isinstance(said, str) else str(said))[:MAX_REASON_TEXT]
+    get = attributes.get
     data = {k: v for k, v in attributes.items() if k not in _NOT_DATA}
-    if data:
-        row["data"] = data
-    return row
+    return {
+        "time": iso_time(time_us), "event": name, "outcome": outcome, "reason": reason, "reason_text": text,
+        "enduser_id": get("enduser.id"), "client_address": get("client.address"),
+        "user_agent": get("user_agent.original"), "http_route": get("http.route") or route,
+        "request_id": get("request.id"), "trace_id": trace_id, "span_id": span_id,
+        "service_name": service_name, "session_hash": session_hash, "data": data or None,
+    }
+
+
+_SECOND: list[Any] = [None, ""]  # the last second formatted: rows come many to a second
 
 
 def iso_time(time_us: int) -> str:
     """UTC, microseconds, ``Z``: fixed width, so the text sorts as the time does."""
     seconds, micros = divmod(time_us, 1_000_000)
-    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S") + f".{micros:06d}Z"
+    last = _SECOND
+    if last[0] != seconds:
+        last[1] = datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        last[0] = seconds
+    return f"{last[1]}.{micros:06d}Z"
 
 
 def parse_iso(text: str) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import re
 import sqlite3
 from typing import Any, Iterator, Sequence
 from urllib.parse import unquote
@@ -65,10 +66,24 @@ class StoreError(RuntimeError):
     """The database could not be reached or used; the message says which and why."""
 
 
+_KEYS: dict[str, str | None] = {}  # the addresses seen lately: ipaddress parses slowly
+
+
 def client_key(address: str | None) -> str | None:
     """The address as 32 hex digits of its IPv6 form: a CIDR is then a range of an index."""
     if not address:
         return None
+    try:
+        return _KEYS[address]
+    except KeyError:
+        pass
+    if len(_KEYS) >= 8192:
+        _KEYS.clear()
+    _KEYS[address] = key = _client_key(address)
+    return key
+
+
+def _client_key(address: str) -> str | None:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -247,15 +262,12 @@ class _SqlAlchemyStore(Store):
             self._engine.dispose()
 
 
-def _safe(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
+_PASSWORD = re.compile(r"(?P<head>://[^/:@]*):[^/@]*@")
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        head, sep, tail = url.partition("@")
-        return ("".join(head.split(":")[:2]) + "@***" + tail) if sep else url
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages (no SQLAlchemy import: a message must be quick)."""
+    return _PASSWORD.sub(lambda m: m["head"] + ":***@", url)
 
 
 def sqlite_path(url: str) -> str | None:

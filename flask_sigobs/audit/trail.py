@@ -24,9 +24,9 @@ import orjson
 
 from ..errors import Tally, report_once
 from . import journal as journals
-from .bruteforce import Detector, Lockout
+from .bruteforce import OPEN, Detector, Lockout
 from .chain import Chainer
-from .rows import Protector, build, iso_time
+from .rows import Protector, build, iso_time, protect
 from .store import COLUMNS, INSERT, Store, StoreError, client_key, connect, safe_url
 
 logger = logging.getLogger("flask_sigobs")
@@ -46,6 +46,7 @@ class Trail:
         self.url = settings.url
         self.service_name = service_name
         self._session_cookie = session_cookie
+        self._session_hashes: dict[str, str] = {}
         self.journal = journals.Journal(settings.journal, settings.journal_max)
         self.protector = Protector(settings.hash_key, settings.unknown_users)
         self.chainer = Chainer(settings.key)
@@ -76,34 +77,46 @@ class Trail:
     # -- the request path ------------------------------------------------------------------------
 
     def record(self, name: str, attributes: dict[str, Any], state: Any) -> None:
-        """Journal one auth event (never raises)."""
+        """Journal one auth event (never raises). The request's whole share of the audit: what the
+        row needs is taken as it is (the attributes are clean already) and written; the row itself
+        is built by the writer thread (``_row``)."""
         try:
             if state is not None:
-                trace_id, span_id = state.trace_id, state.span_id
-                base = state.base
+                trace_id, span_id, base, environ = state.trace_id, state.span_id, state.base, state.environ
                 route = base.get("http.route") if base else None
-                environ = state.environ
             else:
-                trace_id = span_id = route = None
-                environ = None
-                trace_id, span_id = _current_ids()
-            session_id = _cookie(environ, self._session_cookie) if environ else None
-            row = build(name, attributes, time.time_ns() // 1000, trace_id, span_id, self.service_name,
-                        route, session_id, self.protector)
-            self.append(row)
+                (trace_id, span_id), route, environ = _current_ids(), None, None
+            cookie = environ.get("HTTP_COOKIE") if environ else None
+            session = self._session_hash(cookie) if cookie else None
+            if "reason" in attributes:  # only a refusal can carry an unknown name
+                attributes = protect(name, attributes, self.protector)
+            self.append((time.time_ns() // 1000, name, attributes, trace_id, span_id, route, session))
         except Exception as exc:
             report_once(("audit", "record", type(exc)), "flask-sigobs audit could not record %s: %r", name, exc)
 
-    def append(self, row: dict[str, Any]) -> None:
+    def _session_hash(self, cookie: str) -> str | None:
+        value = _cookie(cookie, self._session_cookie)
+        if not value:
+            return None
+        hashes = self._session_hashes  # a session comes back request after request: hashed once
+        found = hashes.get(value)
+        if found is None:
+            if len(hashes) >= 4096:
+                hashes.clear()
+            found = hashes[value] = self.protector.digest("session:" + value)
+        return found
+
+    def append(self, record: tuple[Any, ...]) -> None:
+        """One journal line: ``[time_us, event, attributes, trace_id, span_id, route, session hash]``."""
         try:
-            line = _DUMPS(row) + b"\n"
+            line = _DUMPS(record) + b"\n"
         except TypeError:  # a value orjson refuses (a str subclass, an int beyond 64 bits): as text
-            line = _DUMPS(row, default=str) + b"\n"
+            line = _DUMPS(record, default=str) + b"\n"
         try:
             if not self.journal.append(line):
                 self._dropped.add()
         except OSError as exc:
-            report_once(("audit", "journal", exc.errno), "flask-sigobs audit could not write its journal %s: %r",
+            report_once(("audit", "journal", self.journal.directory, exc.errno), "flask-sigobs audit could not write its journal %s: %r",
                         self.journal.directory, exc)
             self._dropped.add()
         if self._thread is None:
@@ -112,7 +125,10 @@ class Trail:
     def check(self, user: str | None = None, address: str | None = None) -> Lockout:
         """Is this user, this address, or the pair locked out by brute-force detection, and for how
         long? A dictionary look-up: call it before trying a password, answer 429 with Retry-After."""
-        found = self.detector.check(user, address)
+        detector = self.detector
+        if not detector.locked_any():
+            return OPEN  # the usual answer, without a hash or a clock read
+        found = detector.check(user, address)
         if not found and user and self.protector.unknown_users == "hash":
             found = self.detector.check(self.protector.user(user), address)  # an unknown name's failures
         return found
@@ -145,7 +161,7 @@ class Trail:
             except Exception as exc:
                 self.store_failures += 1
                 self._drop_store()
-                report_once(("audit", "store", type(exc)), "flask-sigobs audit cannot write to %s, rows wait "
+                report_once(("audit", "store", self.url, type(exc)), "flask-sigobs audit cannot write to %s, rows wait "
                             "in the journal %s: %s", safe_url(self.url), self.journal.directory, exc)
                 self._say_backlog()
                 return 0
@@ -223,25 +239,17 @@ class Trail:
         if not line.strip():
             return None
         try:
-            record = orjson.loads(line)
-            row = {
-                "time": iso_time(int(record["time"])), "event": record["event"], "outcome": record["outcome"],
-                "reason": record.get("reason"), "reason_text": record.get("reason.text"),
-                "enduser_id": record.get("enduser.id"), "client_address": record.get("client.address"),
-                "user_agent": record.get("user_agent.original"), "http_route": record.get("http.route"),
-                "request_id": record.get("request.id"), "trace_id": record.get("trace_id"),
-                "span_id": record.get("span_id"), "service_name": record.get("service.name"),
-                "session_hash": record.get("session.id_hash"), "data": None,
-            }
-            data = record.get("data")
-            if data:
+            time_us, name, attributes, trace_id, span_id, route, session = orjson.loads(line)
+            row = build(name, attributes, int(time_us), trace_id, span_id, self.service_name, route, session)
+            data = row["data"]
+            if data is not None:
                 text = orjson.dumps(data, option=orjson.OPT_SORT_KEYS).decode()
                 if len(text) > self.settings.max_data:
                     text = orjson.dumps({"truncated": True, "bytes": len(text)}).decode()
                 row["data"] = text
             for key in COLUMNS:
                 value = row[key]
-                if value is not None and not isinstance(value, str):
+                if value is not None and value.__class__ is not str:
                     row[key] = str(value)
             row["client_key"] = client_key(row["client_address"])
             return row
@@ -342,8 +350,8 @@ class Trail:
                                ("request_id", "request.id")):
             if row.get(source):
                 attributes[target] = row[source]
-        self.append(build("auth.login_fail_max", attributes, time.time_ns() // 1000, row.get("trace_id"),
-                          row.get("span_id"), self.service_name, None, None, self.protector))
+        self.append((time.time_ns() // 1000, "auth.login_fail_max", attributes, row.get("trace_id"),
+                     row.get("span_id"), None, None))
         if self._alarm is not None:
             try:
                 self._alarm("auth.login_fail_max", {"reason": "too_many_failures", **attributes},
@@ -387,9 +395,8 @@ class Trail:
         self._dropped.reset()
 
 
-def _cookie(environ: Any, name: str) -> str | None:
-    header = environ.get("HTTP_COOKIE")
-    if not header or name not in header:
+def _cookie(header: str, name: str) -> str | None:
+    if name not in header:
         return None
     for part in header.split(";"):
         key, sep, value = part.strip().partition("=")
