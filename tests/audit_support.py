@@ -141,8 +141,9 @@ def postgres_missing() -> str | None:
 
 
 class PostgresCluster:
-    """A throwaway cluster on 127.0.0.1:``port`` (trust auth, loopback only, fsync off), run as
-    the ``postgres`` user when we are root (initdb refuses root). ``stop`` and ``start`` are the
+    """A throwaway cluster on 127.0.0.1:``port`` (trust auth, loopback only; fsync off, which a killed
+    server survives, only the machine could lose what it wrote; not synchronous_commit=off, with
+    which a commit it acknowledged dies with it), run as the ``postgres`` user when we are root (initdb refuses root). ``stop`` and ``start`` are the
     database going down and coming back."""
 
     def __init__(self, port: int) -> None:
@@ -164,7 +165,7 @@ class PostgresCluster:
     def start(self) -> None:
         subprocess.run([*self.as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-w", "-l",
                         str(self.root / "log"), "-o", f"-p {self.port} -k {self.sockets} "
-                        "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off", "start"],
+                        "-c listen_addresses=127.0.0.1 -c fsync=off", "start"],
                        check=True, capture_output=True)
 
     def stop(self) -> None:

@@ -122,7 +122,8 @@ def test_a_server_down_at_start_and_mid_run_loses_nothing(tmp_path: Path, app_of
         time.sleep(0.3)
         assert trail.journal.backlog > 0
         cluster.start()
-        assert wait_for(lambda: count(url) == 20)
+        assert wait_for(lambda: count(url) == 20), (count(url), trail.store_failures, trail.journal.backlog,
+                                                    trail._thread, trail._own_position)
         assert cli("audit", "verify", "--db", url)[0] == 0
     finally:
         cluster.remove()
