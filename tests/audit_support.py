@@ -141,10 +141,10 @@ def postgres_missing() -> str | None:
 
 
 class PostgresCluster:
-    """A throwaway cluster on 127.0.0.1:``port`` (trust auth, loopback only; fsync off, which a killed
-    server survives, only the machine could lose what it wrote; not synchronous_commit=off, with
-    which a commit it acknowledged dies with it), run as the ``postgres`` user when we are root (initdb refuses root). ``stop`` and ``start`` are the
-    database going down and coming back."""
+    """A throwaway cluster on 127.0.0.1:``port``: trust auth, loopback only, run as the ``postgres``
+    user when we are root (initdb refuses root). ``fsync=off``, which a killed server survives (only
+    the machine could lose what it wrote); not ``synchronous_commit=off``, with which a commit it
+    acknowledged dies with it. ``stop`` and ``start`` are the database going down and coming back."""
 
     def __init__(self, port: int) -> None:
         self.port = port
