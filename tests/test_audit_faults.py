@@ -266,3 +266,22 @@ def test_sigterm_writes_the_journal_to_the_database_before_exit(tmp_path: Path) 
         assert server.terminate() == 0
     assert count(url) == answered
     assert cli("audit", "verify", "--db", url)[0] == 0
+
+
+def test_the_journal_is_bounded_while_the_database_is_down(tmp_path: Path, app_of,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "db"
+    blocker.write_text("not a directory")
+    url = "sqlite:///" + str(blocker / "audit.db")
+    base, app, sigobs, trail = app_of(SIGOBS_AUDIT_URL=url, SIGOBS_AUDIT_JOURNAL=str(tmp_path / "journal"),
+                                      SIGOBS_AUDIT_JOURNAL_MAX=8192)
+    with caplog.at_level(logging.WARNING, "flask_sigobs"):
+        for i in range(60):
+            assert post(base, "/login", {"username": "bob", "password": f"no{i}"}) == 401
+    kept = sum(p.stat().st_size for p in (tmp_path / "journal").glob("*.journal"))
+    assert kept <= 8192 and trail.journal.dropped > 0
+    assert any("could not be journaled" in r.getMessage() for r in caplog.records)  # said, with a count
+    blocker.unlink()
+    blocker.mkdir()
+    assert wait_for(lambda: count(url) == 60 - trail.journal.dropped, 10)
+    assert cli("audit", "verify", "--db", url)[0] == 0

@@ -138,6 +138,17 @@ def segments(directory: str) -> list[tuple[str, str, int]]:
     return found
 
 
+def orphans(directory: str) -> list[str]:
+    """The segments in ``directory`` that nobody holds: their process is gone."""
+    found = []
+    for path, _, _ in segments(directory):
+        fd = adopt(path)
+        if fd is not None:
+            os.close(fd)
+            found.append(path)
+    return found
+
+
 def adopt(path: str) -> int | None:
     """An open, locked descriptor of the segment at ``path`` when its process is gone (nobody holds
     it) and nobody has deleted it yet; None otherwise."""

@@ -33,6 +33,7 @@ logger = logging.getLogger("flask_sigobs")
 BATCH = 5000
 ROTATE_SIZE = 8 << 20
 ADOPT_EVERY = 5.0
+IDLE_EXIT = 5.0
 _DUMPS = orjson.dumps
 
 
@@ -65,13 +66,15 @@ class Trail:
         self._stop = False
         self._flush_lock = threading.Lock()
         self._last_adopt = 0.0
+        self._busy = time.monotonic()
+        self._failures_seen = 0
         self._dropped = Tally(("audit", "dropped"), "flask-sigobs audit: %d rows could not be journaled "
                               "in the last %.0f s (journal full or disk full); see docs/audit.md")
         self._backlog_said = 0.0
         reference = weakref.ref(self)  # the hooks must not keep a trail (and its thread) alive
         atexit.register(lambda: (t := reference()) and t.close())
         os.register_at_fork(after_in_child=lambda: (t := reference()) and t._after_fork())
-        if journals.segments(settings.journal):  # left by a process that is gone: put them in now
+        if journals.orphans(settings.journal):  # left by a process that is gone: put them in now
             self._start()
 
     # -- the request path ------------------------------------------------------------------------
@@ -126,6 +129,8 @@ class Trail:
         """Is this user, this address, or the pair locked out by brute-force detection, and for how
         long? A dictionary look-up: call it before trying a password, answer 429 with Retry-After."""
         detector = self.detector
+        if self._thread is None:
+            self._start()  # an idle writer ended: the locks other workers set are read again
         if not detector.locked_any():
             return OPEN  # the usual answer, without a hash or a clock read
         found = detector.check(user, address)
@@ -139,18 +144,27 @@ class Trail:
         with self._flush_lock:
             if self._thread is not None or self._stop:
                 return
-            thread = threading.Thread(target=self._run, name="flask-sigobs-audit", daemon=True)
+            # The thread holds the trail weakly: an app that is gone takes its writer with it.
+            thread = threading.Thread(target=_write_on, args=(weakref.ref(self), self.settings.flush_interval),
+                                      name="flask-sigobs-audit", daemon=True)
             self._thread = thread
             thread.start()
 
-    def _run(self) -> None:
-        interval = self.settings.flush_interval
-        while not self._stop:
-            self._wake.wait(interval)
-            self._wake.clear()
-            if self._stop:
-                return
-            self.flush()
+    def _idle(self, written: int) -> bool:
+        """Whether the writer thread may end: nothing written for IDLE_EXIT seconds and nothing
+        waiting. The next row (or ``check``) starts it again; an idle app keeps no thread."""
+        now = time.monotonic()
+        if written or self.journal.backlog or self.store_failures != self._failures_seen:
+            self._failures_seen = self.store_failures
+            self._busy = now
+            return False
+        if now - self._busy < IDLE_EXIT:
+            return False
+        with self._flush_lock:
+            if self.journal.backlog:
+                return False
+            self._thread = None
+            return True
 
     def flush(self, adopt: bool = False) -> int:
         """Put what the journal holds in the database now; the number of rows written. Safe to call
@@ -393,6 +407,25 @@ class Trail:
         self._wake = threading.Event()
         self._stop = False
         self._dropped.reset()
+
+
+def _write_on(reference: Any, interval: float) -> None:
+    """The writer thread: a flush every ``interval`` while the trail lives and has work."""
+    while True:
+        trail = reference()
+        if trail is None or trail._stop:
+            return
+        wake = trail._wake
+        del trail  # not held while asleep
+        wake.wait(interval)
+        wake.clear()
+        trail = reference()
+        if trail is None or trail._stop:
+            return
+        written = trail.flush()
+        if trail._idle(written):
+            return
+        del trail
 
 
 def _cookie(header: str, name: str) -> str | None:
