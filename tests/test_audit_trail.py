@@ -267,3 +267,52 @@ def test_stats_counts_per_user_and_address(tmp_path: Path, trail) -> None:
     assert sum(p["failures"] for p in found["failures_over_time"]) == 4
     status, out, _ = cli("audit", "stats", "--db", url)
     assert status == 0 and "per user" in out and "failures over time" in out and "█" in out
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def test_the_audit_off_costs_nothing(tmp_path: Path, trail) -> None:
+    import threading
+
+    before = {t.name for t in threading.enumerate()}
+    base, app, sigobs = trail(SIGOBS_AUDIT=False, SIGOBS_AUDIT_JOURNAL=str(tmp_path / "journal"),
+                              SIGOBS_AUDIT_URL=db_of(tmp_path))
+    assert sigobs.runtime(app).audit is None
+    assert post(base, "/login", {"username": "alice", "password": "x"}) == 401
+    from flask_sigobs import audit
+
+    with app.app_context():
+        assert not audit.check(user="alice")
+    assert not (tmp_path / "journal").exists() and not (tmp_path / "audit.db").exists()
+    assert "flask-sigobs-audit" not in {t.name for t in threading.enumerate()} - before
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("SIGOBS_AUDIT_URL", "just-a-path.db", "SQLAlchemy URL"),
+    ("SIGOBS_AUDIT_MAX_FAILURES", "ten", "SIGOBS_AUDIT_MAX_FAILURES"),
+    ("SIGOBS_AUDIT_FLUSH_INTERVAL", "0", "SIGOBS_AUDIT_FLUSH_INTERVAL"),
+    ("SIGOBS_AUDIT_UNKNOWN_USERS", "shout", "SIGOBS_AUDIT_UNKNOWN_USERS"),
+    ("SIGOBS_AUDIT", "maybe", "SIGOBS_AUDIT"),
+])
+def test_a_bad_setting_fails_at_init_naming_its_key(key: str, value: str, says: str) -> None:
+    from flask import Flask
+
+    from flask_sigobs import ConfigError, SigObs
+
+    app = Flask("bad_audit_setting")
+    app.config[key] = value
+    with pytest.raises(ConfigError, match=says):
+        SigObs(app)
+
+
+def test_flask_sigobs_audit_is_the_same_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = db_of(tmp_path)
+    generate(url, 10)
+    done = subprocess.run([sys.executable, "-m", "flask", "--app", "tests.audit_served:app", "sigobs", "audit",
+                           "list", "--db", url, "--json"], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 10
