@@ -90,12 +90,12 @@ def _doctor(subparsers: Subparsers) -> None:
 
 @subcommand
 def _audit(subparsers: Subparsers) -> None:
-    from .audit import command
+    from .audit import options
 
     parser = subparsers.add_parser(
         "audit", help="read the audit trail of auth decisions: list, stats, verify, purge, export",
-        description=command.DESCRIPTION)
-    command.add_arguments(parser)
+        description=options.DESCRIPTION)
+    options.add_arguments(parser)
     parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.audit.command").run(args, parser))
 
 

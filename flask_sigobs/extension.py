@@ -18,13 +18,13 @@ from blinker import ANY, Signal
 from opentelemetry import trace
 
 from . import auth, catalogue, config, events, flask_login_bridge, otel_setup, structlog_setup
+from .audit.output import audit_output
 from .errors import report_once
 from .events import Event
 from .headers import content_length, put_header
 from .logsink import LineWriter, LogSink
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
-from .audit.output import audit_output
 from .spansource import SignalSpanSource
 from .tracesink import TraceSink
 

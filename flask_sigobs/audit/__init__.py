@@ -18,10 +18,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bruteforce import OPEN, Lockout
-from .rows import REASONS
-
 __all__ = ["check", "for_app", "Lockout", "REASONS"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily: ``sigobs audit``'s parser and ``config`` import this package; neither needs these.
+    if name == "Lockout":
+        from .bruteforce import Lockout
+
+        return Lockout
+    if name == "REASONS":
+        from .rows import REASONS
+
+        return REASONS
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def for_app(app: Any = None) -> Any:
@@ -35,12 +45,15 @@ def for_app(app: Any = None) -> Any:
     return getattr(sigobs.runtime(app), "audit", None)
 
 
-def check(user: str | None = None, address: str | None = None, app: Any = None) -> Lockout:
+def check(user: str | None = None, address: str | None = None, app: Any = None) -> Any:
     """Is ``user`` (and/or ``address``, default: the current request's client address) locked out
     after too many failed logins, and for how long (``retry_after`` seconds)? False when not, or when
-    the audit is off. Counting is across workers, from the shared database, within a flush interval."""
+    the audit is off (a ``Lockout``). Counting is across workers, from the shared database, within a
+    flush interval."""
     found = for_app(app)
     if found is None:
+        from .bruteforce import OPEN
+
         return OPEN
     if address is None:
         address = _request_address(found)
