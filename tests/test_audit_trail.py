@@ -316,3 +316,46 @@ def test_flask_sigobs_audit_is_the_same_command(tmp_path: Path) -> None:
                           cwd=Path(__file__).parent.parent)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 10
+
+
+# -- the example and the tour ------------------------------------------------------------------------
+
+def test_the_example_app_answers_429_with_retry_after_once_locked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from examples.app import create_app
+
+    monkeypatch.delenv("SIGOBS_AUDIT_URL", raising=False)
+    app = create_app({"SIGOBS_AUDIT_URL": db_of(tmp_path), "SIGOBS_AUDIT_JOURNAL": str(tmp_path / "journal"),
+                      "SIGOBS_AUDIT_MAX_FAILURES": "3/5m", "SIGOBS_AUDIT_FLUSH_INTERVAL": 0.05,
+                      "SIGOBS_LOG_FILE": str(tmp_path / "log")})
+    server = serve(app)
+    base = f"http://127.0.0.1:{server.server_port}"
+    try:
+        for i in range(3):
+            assert post(base, "/login", {"username": "alice", "password": f"guess{i}"}) == 401
+        deadline = time.monotonic() + 10
+        status, headers = 401, {}
+        while time.monotonic() < deadline and status != 429:
+            time.sleep(0.05)
+            status, headers, _ = http(base + "/login", "POST", b"username=alice&password=wonderland",
+                                      {"Content-Type": "application/x-www-form-urlencoded"})
+        assert status == 429 and int(headers["Retry-After"]) > 0  # the right password, refused: locked
+    finally:
+        server.shutdown()
+        app.extensions["sigobs"].runtime(app).audit.close()
+
+
+def test_the_tour_ends_with_the_audit_list_and_stats_of_what_it_did() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).parent.parent
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith(("SIGOBS_", "OTEL_"))}
+    done = subprocess.run([sys.executable, "examples/tour.py"], capture_output=True, text=True, timeout=120,
+                          cwd=root, env=env)
+    assert done.returncode == 0, done.stderr
+    tail = done.stderr[done.stderr.index("# tour: sigobs audit list"):]
+    assert "login_failed" in tail and "bad_password" in tail and "access_denied" in tail
+    assert "per user" in tail and "failures over time" in tail
+    assert all(line.startswith("{") for line in done.stdout.splitlines())  # stdout: the JSON lines alone

@@ -84,6 +84,8 @@ class Trail:
         row needs is taken as it is (the attributes are clean already) and written; the row itself
         is built by the writer thread (``_row``)."""
         try:
+            if name == "auth.session_protected" and "enduser.id" not in attributes:
+                return  # Flask-Login sends it for any anonymous session without its id: no one's decision
             if state is not None:
                 trace_id, span_id, base, environ = state.trace_id, state.span_id, state.base, state.environ
                 route = base.get("http.route") if base else None
