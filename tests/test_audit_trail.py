@@ -117,6 +117,21 @@ def test_a_name_that_matches_no_account_is_kept_as_a_keyed_hash(tmp_path: Path, 
     assert rows(db_of(tmp_path / "other"))[0]["enduser.id"] != found[0]["enduser.id"]
 
 
+def test_with_the_key_list_finds_a_protected_name_by_the_name(tmp_path: Path, trail,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    url = db_of(tmp_path)
+    base, app, sigobs = trail(SIGOBS_AUDIT_URL=url, SIGOBS_AUDIT_JOURNAL=str(tmp_path / "journal"),
+                              SIGOBS_AUDIT_KEY="the-key")
+    post(base, "/login", {"username": "eve", "password": "x"})
+    post(base, "/login", {"username": "alice", "password": "x"})
+    sigobs.flush(app)
+    assert rows(url, "--user", "eve") == []  # without the key: only the hash finds it
+    monkeypatch.setenv("SIGOBS_AUDIT_KEY", "the-key")
+    found = rows(url, "--user", "eve")
+    assert len(found) == 1 and found[0]["enduser.id"].startswith("hash:") and found[0]["reason"] == "unknown_user"
+    assert len(rows(url, "--user", "alice")) == 1
+
+
 def test_unknown_names_can_be_kept_or_dropped_by_configuration(tmp_path: Path, trail) -> None:
     for mode, expected in (("keep", "eve"), ("drop", None)):
         url = db_of(tmp_path / mode)

@@ -82,7 +82,12 @@ def where(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     clauses: list[str] = []
     params: dict[str, Any] = {}
     if getattr(args, "user", None):
-        clauses.append("enduser_id = :user")
+        protected = _protected(args.user)
+        if protected:  # a name that matched no account is kept hashed: look for that too
+            clauses.append("enduser_id IN (:user, :user_hash)")
+            params["user_hash"] = protected
+        else:
+            clauses.append("enduser_id = :user")
         params["user"] = args.user
     if getattr(args, "ip", None):
         try:
@@ -107,6 +112,17 @@ def where(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         clauses.append("trace_id = :trace")
         params["trace"] = args.trace.strip().lower()
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _protected(name: str) -> str | None:
+    """The hash a name that matches no account is kept as, when ``SIGOBS_AUDIT_KEY`` (the key it was
+    hashed with, when the app has it) is in the environment."""
+    key = os.environ.get("SIGOBS_AUDIT_KEY")
+    if not key or name.startswith("hash:"):
+        return None
+    from .rows import Protector
+
+    return Protector(key.encode(), "hash").user(name)
 
 
 def as_record(row: tuple[Any, ...]) -> dict[str, Any]:
