@@ -93,13 +93,19 @@ class Protector:
     hash), else derived from the app's ``SECRET_KEY`` or a random salt kept beside the journal.
     """
 
-    def __init__(self, key: bytes, unknown_users: str) -> None:
-        self._key = hashlib.blake2b(key, digest_size=32, person=b"sigobs-audit").digest()
+    def __init__(self, key: Any, unknown_users: str) -> None:
+        self._source = key  # bytes, or a function that makes them when first needed
+        self._key: bytes | None = None
         self.unknown_users = unknown_users  # "hash" | "keep" | "drop"
 
     def digest(self, value: str) -> str:
+        key = self._key
+        if key is None:
+            source = self._source
+            key = self._key = hashlib.blake2b(source() if callable(source) else source, digest_size=32,
+                                              person=b"sigobs-audit").digest()
         # blake2b with a key is a MAC in one call: a fifth of what hmac.new(...).hexdigest() costs.
-        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), key=self._key, digest_size=16).hexdigest()
+        return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), key=key, digest_size=16).hexdigest()
 
     def user(self, name: str) -> str | None:
         if self.unknown_users == "keep":

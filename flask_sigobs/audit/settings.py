@@ -28,7 +28,7 @@ UNKNOWN_USERS = ("hash", "keep", "drop")
 class AuditSettings:
     url: str
     key: bytes | None
-    hash_key: bytes
+    hash_key: Any  # bytes, or a function that makes them on first use (the salt file: nothing made at init)
     journal: str
     journal_max: int
     flush_interval: float
@@ -69,12 +69,16 @@ def load(values: dict[str, Any], app: Any, error: Callable[[str], Exception],
         max_data=as_int(values["SIGOBS_AUDIT_MAX_DATA"], "SIGOBS_AUDIT_MAX_DATA", 64))
 
 
-def _fallback_key(app: Any, journal: str) -> bytes:
+def _fallback_key(app: Any, journal: str) -> Any:
     """Without ``SIGOBS_AUDIT_KEY``: the app's ``SECRET_KEY`` (already secret, already shared by its
-    workers), else a random salt kept beside the journal (created once, mode 0600)."""
+    workers), else a random salt kept beside the journal (created once, mode 0600, when first needed)."""
     secret = app.config.get("SECRET_KEY") if hasattr(app, "config") else None
     if secret:
         return b"flask-sigobs audit\n" + (secret.encode() if isinstance(secret, str) else bytes(secret))
+    return lambda: _salt(journal)
+
+
+def _salt(journal: str) -> bytes:
     path = os.path.join(journal, ".salt")
     try:
         with open(path, "rb") as file:
