@@ -13,7 +13,7 @@ from blinker import Namespace
 from flask import Blueprint, Flask, abort, current_app, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_required, login_user, logout_user
 
-from flask_sigobs import SigObs, auth
+from flask_sigobs import SigObs, audit, auth
 
 sigobs = SigObs()
 login_manager = LoginManager()
@@ -46,7 +46,16 @@ def login():
         return render_template("login.html")
     name = request.form.get("username", "")
     password = request.form.get("password", "")
-    if USERS.get(name) != password:
+    # Too many failures for this user or address (across workers): refuse before trying the password.
+    lock = audit.check(user=name)
+    if lock:
+        flash("Too many failed attempts; try again later.", "error")
+        return render_template("login.html"), 429, {"Retry-After": str(lock.retry_after)}
+    if name not in USERS:
+        auth.login_failed.send(current_app._get_current_object(), user=name, reason="unknown_user")
+        flash("Wrong username or password.", "error")
+        return render_template("login.html"), 401
+    if USERS[name] != password:
         auth.login_failed.send(current_app._get_current_object(), user=name, reason="bad password")
         flash("Wrong username or password.", "error")
         return render_template("login.html"), 401

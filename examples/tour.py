@@ -4,7 +4,9 @@
 
 Each step is announced on standard error, so standard output holds only the JSON log lines
 (pipe it to ``jq`` or ``sigobs tail``). Set ``OTEL_EXPORTER_OTLP_ENDPOINT`` to send the spans
-to a Collector as well.
+to a Collector as well. The tour ends with ``sigobs audit list`` and ``sigobs audit stats`` of the
+audit trail it just wrote (on standard error; a fresh trail in a temporary directory unless
+``SIGOBS_AUDIT_URL`` is set).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import http.cookiejar
 import logging
 import os
 import sys
+import tempfile
 import threading
 import urllib.error
 import urllib.parse
@@ -20,9 +23,15 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+if "SIGOBS_AUDIT_URL" not in os.environ:  # this tour's own trail, so the list below is of this tour
+    _trail = tempfile.mkdtemp(prefix="sigobs-tour-")
+    os.environ["SIGOBS_AUDIT_URL"] = "sqlite:///" + os.path.join(_trail, "audit.db")
+    os.environ.setdefault("SIGOBS_AUDIT_JOURNAL", os.path.join(_trail, "journal"))
+
 from werkzeug.serving import make_server  # noqa: E402
 
-from examples.app import app  # noqa: E402
+from examples.app import app, sigobs  # noqa: E402
+from flask_sigobs.cli import main as sigobs_command  # noqa: E402
 
 STEPS = [
     ("a page with a template", "GET", "/", None),
@@ -55,6 +64,15 @@ def main() -> int:
             print(f"# tour: {title}: {method} {path} -> {status}", file=sys.stderr, flush=True)
     finally:
         server.shutdown()
+    sigobs.flush(app)  # the audit rows into the database now, not at the next flush interval
+    sys.stdout.flush()
+    for command in (["audit", "list"], ["audit", "stats", "--top", "5"]):
+        print(f"# tour: sigobs {' '.join(command)}", file=sys.stderr, flush=True)
+        stdout, sys.stdout = sys.stdout, sys.stderr  # the JSON lines alone on standard output
+        try:
+            sigobs_command(command)
+        finally:
+            sys.stdout = stdout
     return 0
 
 

@@ -88,6 +88,17 @@ def _doctor(subparsers: Subparsers) -> None:
     parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.doctor").run(args))
 
 
+@subcommand
+def _audit(subparsers: Subparsers) -> None:
+    from .audit import options
+
+    parser = subparsers.add_parser(
+        "audit", help="read the audit trail of auth decisions: list, stats, verify, purge, export",
+        description=options.DESCRIPTION)
+    options.add_arguments(parser)
+    parser.set_defaults(handler=lambda args, parser: _lazy("flask_sigobs.audit.command").run(args, parser))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sigobs", description="flask-sigobs: a Flask app's signals as correlated JSON logs and "

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from . import catalogue
+from .audit import settings as audit_settings
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
@@ -40,6 +41,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_OBSERVE": "",  # import paths of blinker signals observed as observe() does
     "SIGOBS_AUTH_SIGNALS": "",  # import paths of blinker signals observed as auth events
     "SIGOBS_FAST_PATH": "auto",  # "off": the SDK's and werkzeug's public API even where the start-up check holds
+    **audit_settings.DEFAULTS,  # SIGOBS_AUDIT_*: the audit trail's (flask_sigobs/audit/settings.py)
 }
 
 SPAN_SOURCES = ("otel", "signals")
@@ -70,6 +72,7 @@ class Settings:
     capture_logging: bool
     span_exporter: Any = None
     fast_path: str = "auto"
+    audit: Any = None  # an AuditSettings, or None when SIGOBS_AUDIT is off
     sources: Mapping[str, str] = field(default_factory=dict)
     #: ``bridges.Source`` rows of SIGOBS_OBSERVE then SIGOBS_AUTH_SIGNALS, each signal imported
     configured_signals: tuple[Any, ...] = ()
@@ -257,6 +260,7 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         capture_logging=_as_bool(values["SIGOBS_CAPTURE_LOGGING"], "SIGOBS_CAPTURE_LOGGING"),
         span_exporter=exporter,
         fast_path=fast_path,
+        audit=audit_settings.load(values, app, ConfigError, _as_bool, _as_int),
         sources=sources,
         configured_signals=tuple(by_signal.values()),
     )

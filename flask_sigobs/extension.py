@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import appcall, auth, catalogue, config, events, otel_setup, selfcheck, structlog_setup
 from .bridges import Source, flask_login, flask_security
+from .audit.output import audit_output
 from .errors import report_once
 from .events import Event
 from .headers import content_length, public_content_length, public_put_header, put_header
@@ -97,6 +98,7 @@ class AppRuntime:
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor,
                                     fast=self.fast_spans)
+        self.audit = audit_output(app, settings, self)  # a Trail, or None when SIGOBS_AUDIT is off
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         #: signal -> Source of SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS: it says what such a signal
         #: becomes in this app, over a bridge or an observe() of the same signal
@@ -494,6 +496,12 @@ class AppRuntime:
         if not is_auth and sender is not self.app and sender is not None:
             attributes["signal.sender"] = self.redactor.clean(sender)
         attributes.update(self.redactor.mapping(data))
+        if is_auth and self.audit is not None:
+            if "reason" in attributes:  # a name that matches no account: hashed in the line and span too
+                attributes = self.audit.protect(source.event, attributes)
+            self.emit(source.event, source.level, attributes, state, span_user=span_user)
+            self.audit.record(source.event, attributes, state)
+            return
         self.emit(source.event, source.level, attributes, state, span_user=span_user)
 
 
@@ -581,6 +589,8 @@ class SigObs:
         else:
             runtimes = [self.runtime(app)]
         for runtime in runtimes:
+            if runtime.audit is not None:
+                runtime.audit.flush(adopt=True)
             runtime.writer.flush()
             runtime.tracer_provider.force_flush(timeout_millis)
 

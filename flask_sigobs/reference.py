@@ -68,6 +68,25 @@ CONFIG_DOCS: dict[str, str] = {
                            "level and `enduser.id` by [the rule](events.md#configured-auth-signals), client "
                            "address, user agent): how an app's own login signals, or a vendored copy of "
                            "Flask-Login's, are seen",
+    "SIGOBS_AUDIT": "the audit trail of auth decisions ([docs/audit.md](audit.md)); `false`: off, "
+                    "at no cost",
+    "SIGOBS_AUDIT_URL": "where the rows go: an SQLAlchemy URL (`postgresql+psycopg://...` needs "
+                        "`flask-sigobs[postgresql]`); also what `sigobs audit` reads",
+    "SIGOBS_AUDIT_KEY": "the HMAC key of the hash chain (and of the protected hashes); without it "
+                        "the chain is plain SHA-256. `sigobs audit verify` reads it from the "
+                        "environment",
+    "SIGOBS_AUDIT_JOURNAL": "the directory of the journals (one per process) where rows wait for "
+                            "the database",
+    "SIGOBS_AUDIT_JOURNAL_MAX": "bytes a process's journal may hold waiting for the database; "
+                                "beyond, rows are refused, counted and reported",
+    "SIGOBS_AUDIT_FLUSH_INTERVAL": "seconds between the writer thread's batches (and so the delay "
+                                   "of brute-force detection)",
+    "SIGOBS_AUDIT_MAX_FAILURES": "failed logins per window (per user, per address, per both) that "
+                                 "raise `auth.login_fail_max` and lock for the window; `0`: "
+                                 "detection off",
+    "SIGOBS_AUDIT_UNKNOWN_USERS": "a user name that matches no account (`reason=\"unknown_user\"`):"
+                                  " `hash` (keyed), `keep`, or `drop`",
+    "SIGOBS_AUDIT_MAX_DATA": "bytes of the sender's keyword data (JSON) kept in a row",
 }
 
 #: How a default reads where its value alone would mislead (``None`` means something per key).
@@ -76,6 +95,10 @@ CONFIG_DEFAULT_TEXT: dict[str, str] = {
     "SIGOBS_LOG_FILE": "unset: standard output",
     "SIGOBS_SIGNAL_LEVELS": "each signal's level in the [event catalogue](events.md)",
     "SIGOBS_SPAN_EXPORTER": "unset",
+    "SIGOBS_AUDIT_URL": "`sqlite:///<instance folder>/sigobs-audit.db`",
+    "SIGOBS_AUDIT_KEY": "unset",
+    "SIGOBS_AUDIT_JOURNAL": "`<instance folder>/sigobs-audit-journal`",
+    "SIGOBS_AUDIT_JOURNAL_MAX": "`67108864` (64 MiB)",
 }
 
 _REQUEST = "`http.request.method`, `url.path`, `http.route`"
