@@ -69,12 +69,12 @@ def oldest(session: nox.Session) -> None:
 def newest(session: nox.Session) -> None:
     """The newest of everything, the base install without [otel] (the SDK may then be a patch ahead of
     the instrumentation), on the newest supported Python: SIGOBS_SPAN_SOURCE=otel's tests skip, saying why."""
-    _install(session, "test,grpc", upgrade=True)
+    _install(session, "test,apps,grpc", upgrade=True)
     _pytest(session)
 
 
 @nox.session(python="3.12")
 def newest_otel(session: nox.Session) -> None:
     """The newest set with [otel]: pip picks the newest SDK that an instrumentation release pairs with."""
-    _install(session, "test,otel,grpc", upgrade=True)
+    _install(session, "test,apps,otel,grpc", upgrade=True)
     _pytest(session)

@@ -14,7 +14,7 @@ stamp=".venv/.sigobs-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   {
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q -e ".[test,otel,grpc]"
+    .venv/bin/python -m pip install -q -e ".[test,apps,otel,grpc]"
     .venv/bin/python -m pip check
   } >&2
   touch "$stamp"

@@ -31,3 +31,15 @@ def flask_instrumentor() -> Any:
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
     return FlaskInstrumentor
+
+
+def require_app(module: str) -> None:
+    """Skip, saying why, where a third-party app of the ``[apps]`` extra is not installed: they
+    need Flask 3.1, so the oldest row of the matrix (Flask 3.0) has none of them."""
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:
+        pytest.skip(f"needs flask-sigobs[apps]: {module} is not installed (they need Flask 3.1: "
+                    "not on the matrix's oldest row)")

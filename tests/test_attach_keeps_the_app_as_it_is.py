@@ -42,6 +42,7 @@ from flask_sigobs import SigObs, autoattach
 
 from . import middleware_apps
 from .conftest import Observed
+from .extras import NO_OTEL
 from .middleware_apps import Prefix, Tagging
 from .servers import REPO, OtlpSink, free_port, http_get, json_lines, server_env
 
@@ -386,8 +387,11 @@ def launched_gunicorn(tmp_path: Path, launcher: str, target: str, env: dict[str,
         process.wait(10)
 
 
+@pytest.mark.slow  # gunicorn with two workers, once a launcher
 @pytest.mark.parametrize("launcher", list(LAUNCHERS))
 def test_each_launcher_leaves_the_middleware_under_gunicorn(tmp_path: Path, launcher: str):
+    if launcher == "opentelemetry-instrument" and NO_OTEL:
+        pytest.skip(NO_OTEL)  # the launcher is opentelemetry-instrumentation's
     log = tmp_path / "lines.jsonl"
     service = f"prefixed-{launcher}-{os.getpid()}"
     with OtlpSink() as sink:

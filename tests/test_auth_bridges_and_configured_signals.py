@@ -22,6 +22,7 @@ from flask_login import UserMixin
 from flask_sigobs import ConfigError, SigObs, auth, autoattach
 
 from . import attach_apps
+from .extras import require_app
 
 PASSWORD = "correct-horse-battery-9"
 NEW_PASSWORD = "tr0ub4dor-and-3-more"
@@ -58,6 +59,7 @@ def access_line(observed: Any, path: str, n: int = 0) -> dict[str, Any]:
 def security_app() -> tuple[Flask, Any]:
     """A Flask-Security-Too app as its quick start makes one: SQLAlchemy models, registration,
     password change, and a login form that says when the user name is unknown (docs/events.md)."""
+    require_app("flask_security")
     import flask_security
     from flask_security.models import fsqla_v3 as fsqla
     from flask_sqlalchemy import SQLAlchemy
@@ -174,6 +176,7 @@ def test_flask_security_users_are_named_by_their_email_not_their_session_uniquif
 
 def test_the_flask_security_bridge_keeps_only_the_data_it_lists(observe):
     """Its token senders pass the one-time code itself; user_registered the whole form."""
+    require_app("flask_security")
     import flask_security.signals as fs
 
     app = Flask("fs_signals")

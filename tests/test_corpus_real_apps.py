@@ -39,7 +39,10 @@ import pytest
 
 from . import corpus_support as corpus
 from .corpus_support import Attached, CorpusApp, Run, sqlite_environ
+from .extras import NO_OTEL, require_app
 from .servers import OtlpSink
+
+pytestmark = pytest.mark.slow  # gunicorn twice an app and launcher: the whole suite's, not the matrix rows' core
 
 REDACTED = "[REDACTED]"
 
@@ -347,6 +350,9 @@ RESTFUL = CorpusApp(
 
 
 APPS = {app.name: app for app in (SECURITY, APPBUILDER, IHATEMONEY, PROXIED, APIFLASK, RESTFUL)}
+#: The package each app needs beyond the test extra (the [apps] extra: Flask 3.1 only).
+NEEDS = {"flask-security": "flask_security", "appbuilder": "flask_appbuilder", "ihatemoney": "ihatemoney",
+         "apiflask": "apiflask"}
 
 
 # -- the tests ------------------------------------------------------------------------------------
@@ -370,6 +376,10 @@ def plain_runs(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.parametrize("launcher", list(corpus.LAUNCHERS))
 @pytest.mark.parametrize("name", list(APPS))
 def test_real_app_attached_untouched(plain_runs, tmp_path: Path, name: str, launcher: str):
+    if name in NEEDS:
+        require_app(NEEDS[name])
+    if launcher == "opentelemetry-instrument" and NO_OTEL:
+        pytest.skip(NO_OTEL)
     app = APPS[name]
     plain = plain_runs(app)
     service = f"corpus-{name}-{uuid.uuid4().hex[:6]}"
