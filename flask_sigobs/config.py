@@ -39,6 +39,9 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_SPAN_EXPORTER": None,  # app.config only: a SpanExporter instance to use instead of OTLP
     "SIGOBS_OBSERVE": "",  # import paths of blinker signals observed as observe() does
     "SIGOBS_AUTH_SIGNALS": "",  # import paths of blinker signals observed as auth events
+    "SIGOBS_SPAN_EVENTS": True,  # false: events are not added to the span (status, exception, user still are)
+    "SIGOBS_LOGS_EXPORTER": None,  # falls back to OTEL_LOGS_EXPORTER, then "none"; or a LogExporter (app.config)
+    "SIGOBS_METRICS_EXPORTER": None,  # falls back to OTEL_METRICS_EXPORTER, then "none"; or a MetricExporter
 }
 
 SPAN_SOURCES = ("otel", "signals")
@@ -70,6 +73,10 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict)
     #: ``bridges.Source`` rows of SIGOBS_OBSERVE then SIGOBS_AUTH_SIGNALS, each signal imported
     configured_signals: tuple[Any, ...] = ()
+    span_events: bool = True
+    #: "otlp", "console", "none", or an exporter instance given in app.config
+    logs_exporter: Any = "none"
+    metrics_exporter: Any = "none"
 
     def level_of(self, signal_name: str) -> int:
         return self.signal_levels[signal_name]
@@ -162,6 +169,26 @@ def parse_signal_levels(value: Any, key: str = "SIGOBS_SIGNAL_LEVELS") -> dict[s
     return levels
 
 
+def _exporter_kind(values: dict[str, Any], sources: dict[str, str], key: str, standard: str,
+                   environ: Mapping[str, str], method: str) -> Any:
+    """``SIGOBS_{LOGS,METRICS}_EXPORTER``, else the standard variable, else off. Unlike the SDK's own
+    auto-configuration (whose default is ``otlp``), log records and metrics are sent only when asked."""
+    value = values[key]
+    if value is None and environ.get(standard):
+        value, sources[key] = environ[standard], standard
+    if value is None:
+        return "none"
+    if not isinstance(value, str):
+        if not hasattr(value, method):
+            raise ConfigError(f"{key} must be 'otlp', 'console', 'none' or an exporter instance (app.config)")
+        return value
+    kinds = [part.strip().lower() for part in value.split(",") if part.strip()] or ["none"]
+    for kind in kinds:
+        if kind not in ("otlp", "console", "none"):
+            raise ConfigError(f"{key}: flask-sigobs sets up 'otlp', 'console' or 'none', not {kind!r}")
+    return "otlp" if "otlp" in kinds else "console" if "console" in kinds else "none"
+
+
 def compile_excluded(patterns: list[str]) -> re.Pattern[str] | None:
     """Glob patterns over the URL path, joined into one regular expression."""
     if not patterns:
@@ -251,4 +278,8 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         span_exporter=exporter,
         sources=sources,
         configured_signals=tuple(by_signal.values()),
+        span_events=_as_bool(values["SIGOBS_SPAN_EVENTS"], "SIGOBS_SPAN_EVENTS"),
+        logs_exporter=_exporter_kind(values, sources, "SIGOBS_LOGS_EXPORTER", "OTEL_LOGS_EXPORTER", environ, "export"),
+        metrics_exporter=_exporter_kind(values, sources, "SIGOBS_METRICS_EXPORTER", "OTEL_METRICS_EXPORTER",
+                                        environ, "export"),
     )

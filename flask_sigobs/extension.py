@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import weakref
 from typing import Any, Callable
 
@@ -23,6 +24,7 @@ from .errors import report_once
 from .events import Event
 from .headers import content_length, put_header
 from .logsink import LineWriter, LogSink
+from .outputs import build as build_outputs
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
@@ -64,16 +66,24 @@ class AppRuntime:
             settings.capture_logging, settings.service_name)
         direct = self.writer if self.structlog_owner == "flask-sigobs" and settings.log_format == "json" else None
         self.log_sink = LogSink(logger, settings.service_name, settings.log_level, direct)
+        # -- outputs: log records, metrics (outputs/): each event goes to every one of self.outputs
+        self.outputs, self.log_records, self.metrics = build_outputs(app, settings)
+        #: the HTTP server metrics, when we record them (we make the span; else the instrumentation does)
+        self.http_metrics = None
+        # --
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
         self.span_source: SignalSpanSource | None = None
         if settings.span_source == "signals" and not getattr(app, "_is_instrumented_by_opentelemetry", False):
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest)
             self.instrumented_by = "flask-sigobs signals"
+            self.http_metrics = self.metrics
         else:  # an app instrumented already keeps its span, whatever the setting says
-            self.instrumented_by = otel_setup.instrument(app, self.tracer_provider)
+            self.instrumented_by = otel_setup.instrument(
+                app, self.tracer_provider, self.metrics.facade if self.metrics is not None else None)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
-        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor)
+        self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor,
+                                    events=settings.span_events)
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         #: signal -> Source of SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS: it says what such a signal
         #: becomes in this app, over a bridge or an observe() of the same signal
@@ -134,6 +144,8 @@ class AppRuntime:
             return self._excluded_wsgi(environ, start_response)
         state = self._new_state(environ)
         environ[STATE_KEY] = state
+        if self.http_metrics is not None:  # metrics on, our span: one more active request
+            state.active = self.http_metrics.started(environ)
         token = current.set(state)
         try:
             result = self._inner_wsgi(environ, start_response)
@@ -215,6 +227,8 @@ class AppRuntime:
                 self.span_source.end(state, error)
             elif state.span is not None:
                 otel_setup.release_end(state.span, state)
+            if self.http_metrics is not None:
+                self._measure(state, error)
         except Exception as exc:
             report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
         finally:
@@ -222,7 +236,22 @@ class AppRuntime:
             # would leave a reference cycle (the environ and all it holds) for the garbage collector.
             state.environ = FINISHED_ENVIRON
 
-    # -- one event, both outputs ----------------------------------------------------------
+    def _measure(self, state: RequestState, error: BaseException | None) -> None:
+        """The request's duration and end, in the HTTP server metrics (when we record them)."""
+        try:
+            active = getattr(state, "active", None)  # set by wsgi_app (only when metrics are on)
+            if active is None:
+                return
+            status = getattr(state, "status", None)
+            if status is None and error is not None:
+                status = 500
+            route = state.base.get("http.route") if state.base else None
+            self.http_metrics.finished(active, (time.perf_counter_ns() - state.started) / 1e9,  # type: ignore[union-attr]
+                                       route, status, error)
+        except Exception as exc:
+            report_once(("metrics", type(exc)), "flask-sigobs could not measure a request: %r", exc)
+
+    # -- one event, every output ----------------------------------------------------------
 
     def emit(self, name: str, level: int, attributes: dict[str, Any], state: Any,
              exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None,
@@ -265,6 +294,12 @@ class AppRuntime:
             except Exception as exc:
                 report_once(("span", type(exc)), "flask-sigobs could not add %s to the span: %r",
                             event.name, exc)
+        for output in self.outputs:  # log records, metrics (outputs/): an empty tuple unless on
+            try:
+                output.emit(event, span, trace_id, span_id)
+            except Exception as exc:
+                report_once((output.name, type(exc)), "flask-sigobs could not give %s to its %s output: %r",
+                            event.name, output.name, exc)
 
     # -- Flask's signals --------------------------------------------------------------------
 
@@ -335,6 +370,8 @@ class AppRuntime:
                 state.base = events.request_attributes(flask.request, state, self.redactor,
                                                        self.settings.trusted_proxies)
             status = response.status_code  # a property: read once
+            if self.http_metrics is not None:
+                state.status = status
             attributes, outcome = events.finished_attributes(state, status, content_length(response))
             if self.span_source is not None:
                 self.span_source.response(state, status)
@@ -468,6 +505,8 @@ class SigObs:
         for runtime in runtimes:
             runtime.writer.flush()
             runtime.tracer_provider.force_flush(timeout_millis)
+            for output in runtime.outputs:
+                output.flush(timeout_millis)
 
     def observe(self, signal: Signal, *, event: str | None = None, level: str = "info",
                 sender: Any = ANY) -> None:

@@ -141,7 +141,7 @@ def tracer_provider(service_name: str, exporter: SpanExporter | None) -> tuple[A
     return provider, "flask-sigobs"
 
 
-def instrument(app: Any, provider: Any) -> str:
+def instrument(app: Any, provider: Any, meter_provider: Any = None) -> str:
     """Instrument ``app`` unless it already is; say who did. ``SIGOBS_EXCLUDED_PATHS`` are not the
     instrumentation's business: ``AppRuntime`` keeps its span off them (the instrumentation still
     reads ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). Its server span is made the short way
@@ -152,7 +152,10 @@ def instrument(app: Any, provider: Any) -> str:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-    FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider))
+    # meter_provider: flask-sigobs's metrics (outputs/metrics.py), when on: the instrumentation
+    # records the HTTP server metrics, we don't (once per request)
+    extra = {"meter_provider": meter_provider} if meter_provider is not None else {}
+    FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider), **extra)
     return "flask-sigobs"
 
 

@@ -1,0 +1,255 @@
+"""The metrics output: the stable HTTP server metrics and the auth event counters, over OTLP.
+
+On when ``SIGOBS_METRICS_EXPORTER`` (or the standard ``OTEL_METRICS_EXPORTER``) is ``otlp`` (or
+``console``):
+
+- ``http.server.request.duration`` (histogram, seconds, the conventions' bucket advice) with
+  ``http.request.method``, ``http.route``, ``http.response.status_code``, ``url.scheme`` and, for
+  a 5xx or an exception, ``error.type``; ``http.server.active_requests`` (up-down counter) with
+  ``http.request.method`` and ``url.scheme``. Recorded here only when flask-sigobs makes the
+  request span from the signals: the standard instrumentation records both itself, and when it
+  makes the span (``SIGOBS_SPAN_SOURCE=otel``, or an app instrumented already) it is given our
+  meter provider instead, so each request is measured once. Excluded paths are not measured.
+- ``sigobs.auth.events`` (counter, ``{event}``) with ``event.name`` and ``outcome``
+  (``success``, or ``failure`` for an event at ``warning`` or above: a refused login, a denial).
+
+Each process exports its own series: the resource carries ``service.name`` and a
+``service.instance.id`` unique to the process, renewed in a forked child (a gunicorn worker of a
+``--preload`` master), so a Collector's Prometheus exporter gives every worker its own
+``instance``. In the child, the parent's provider (whose reader thread the SDK restarted) is
+muted and shut down: what the parent measured is the parent's to say. The provider is flushed at
+exit; a failing export is counted and reported once per interval.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import uuid
+import weakref
+from typing import Any
+
+from opentelemetry.metrics import MeterProvider as _APIMeterProvider
+
+from ..errors import Tally
+from ..events import Event
+from . import otlp
+
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+AUTH_EVENTS = "sigobs.auth.events"
+_METRICS: "weakref.WeakSet[MetricsOutput]" = weakref.WeakSet()
+
+
+def _points(metrics_data: Any) -> int:
+    return sum(len(metric.data.data_points) for resource in metrics_data.resource_metrics
+               for scope in resource.scope_metrics for metric in scope.metrics)
+
+
+class MetricsOutput:
+    """One app's meters. ``emit`` (the delivery loop) counts auth events; ``started`` and
+    ``finished`` (the request's start and end) record the HTTP server metrics."""
+
+    name = "metrics"
+
+    def __init__(self, service_name: str, exporter: Any, auth_events: frozenset[str],
+                 app_provider: Any = None, report_interval: float = 60.0) -> None:
+        self.service_name = service_name
+        self._exporter = exporter
+        self._auth_events = auth_events
+        self._report_interval = report_interval
+        self.owner = "app" if app_provider is not None else "flask-sigobs"
+        self.failures = Tally("metrics_failed", "flask-sigobs could not export %d metric data points in the last "
+                              f"%.0f s: the metric exporter ({otlp.describe(exporter)}) failed or timed out",
+                              report_interval)
+        self._active_attributes: dict[tuple[str, str], dict[str, str]] = {}
+        self._auth_attributes: dict[tuple[str, int], dict[str, str]] = {}
+        self.facade = MeterFacade(self)
+        self.provider: Any = None
+        self._accounting: Any = None
+        self._build(app_provider)
+        reference = weakref.ref(self)
+        atexit.register(lambda: (m := reference()) is not None and m.shutdown())
+        os.register_at_fork(after_in_child=lambda: (m := reference()) is not None and m._after_fork())
+        _METRICS.add(self)
+
+    def _build(self, app_provider: Any = None) -> None:
+        if app_provider is not None:
+            provider = app_provider
+        else:
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+            self.instance_id = str(uuid.uuid4())
+            self._accounting = otlp.Accounting(self._exporter, self.failures, _points)
+            reader = PeriodicExportingMetricReader(self._accounting)  # OTEL_METRIC_EXPORT_INTERVAL/_TIMEOUT
+            resource = Resource.create({SERVICE_NAME: self.service_name, "service.instance.id": self.instance_id})
+            provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+            provider._sigobs_owned = True  # type: ignore[attr-defined]
+            self._shut = False
+        self.provider = provider
+        meter = provider.get_meter("flask_sigobs")
+        self.duration = meter.create_histogram(
+            "http.server.request.duration", unit="s", description="Duration of HTTP server requests.",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
+        self.active = meter.create_up_down_counter(
+            "http.server.active_requests", unit="{request}", description="Number of active HTTP server requests.")
+        self.auth = meter.create_counter(
+            AUTH_EVENTS, unit="{event}", description="Authentication events, by event name and outcome.")
+        self.facade.rebind()
+
+    def _after_fork(self) -> None:
+        """A new process: its own instance id and provider; the parent's copy says nothing more."""
+        if self.owner != "flask-sigobs":
+            return
+        old, accounting = self.provider, self._accounting
+        self.failures.reset()
+        if accounting is not None:
+            accounting.muted = True
+        self._build()
+        try:
+            old.shutdown(timeout_millis=1000)
+        except Exception:
+            pass
+
+    # -- the per-request path (only when we make the request span) ---------------------------
+
+    def started(self, environ: dict[str, Any]) -> dict[str, str]:
+        """The request began: one more active request; the attributes to end it with."""
+        key = (environ.get("REQUEST_METHOD", ""), environ.get("wsgi.url_scheme", "http"))
+        attributes = self._active_attributes.get(key)
+        if attributes is None:
+            method = key[0] if key[0] in KNOWN_METHODS else "_OTHER"
+            attributes = self._active_attributes.setdefault(
+                key, {"http.request.method": method, "url.scheme": key[1]})
+            if len(self._active_attributes) > 64:  # hostile methods: bounded
+                self._active_attributes.clear()
+        self.active.add(1, attributes)
+        return attributes
+
+    def finished(self, active: dict[str, str], seconds: float, route: str | None, status: int | None,
+                 error: BaseException | None) -> None:
+        self.active.add(-1, active)
+        attributes = dict(active)
+        if route is not None:
+            attributes["http.route"] = route
+        if status is not None:
+            attributes["http.response.status_code"] = status
+        if error is not None:
+            cls = type(error)
+            attributes["error.type"] = cls.__qualname__ if cls.__module__ == "builtins" else \
+                f"{cls.__module__}.{cls.__qualname__}"
+        elif status is not None and status >= 500:
+            attributes["error.type"] = str(status)
+        self.duration.record(seconds, attributes)
+
+    # -- the delivery loop ---------------------------------------------------------------------
+
+    def emit(self, event: Event, span: Any, trace_id: str | None, span_id: str | None) -> None:
+        name = event.name
+        if name in self._auth_events or (name.startswith("auth.") and name != "auth.login_fail_max"):
+            key = (name, event.level)
+            attributes = self._auth_attributes.get(key)
+            if attributes is None:
+                outcome = "failure" if event.level >= logging.WARNING else "success"
+                attributes = self._auth_attributes.setdefault(key, {"event.name": name, "outcome": outcome})
+            self.auth.add(1, attributes)
+
+    def flush(self, timeout_millis: int = 5000) -> None:
+        if self.owner == "flask-sigobs":
+            self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        if self.owner == "flask-sigobs" and not getattr(self, "_shut", False):
+            self._shut = True
+            try:
+                self.provider.shutdown()
+            finally:
+                self.failures.flush()
+
+
+class MeterFacade(_APIMeterProvider):
+    """A meter provider for the standard instrumentation that always measures with ours, also
+    after a fork renewed it (the instrumentation creates its instruments once, at instrument_app)."""
+
+    def __init__(self, output: MetricsOutput) -> None:
+        self._output = output
+        self._instruments: list[_Forwarding] = []
+
+    def get_meter(self, name: str, version: str | None = None, schema_url: str | None = None,
+                  *args: Any, **kwargs: Any) -> "_FacadeMeter":
+        return _FacadeMeter(self, (name, version, schema_url))
+
+    def rebind(self) -> None:
+        for instrument in self._instruments:
+            instrument.bind(self._output.provider)
+
+
+class _FacadeMeter:
+    def __init__(self, facade: MeterFacade, meter_args: tuple[Any, ...]) -> None:
+        self._facade = facade
+        self._meter_args = meter_args
+
+    def __getattr__(self, method: str) -> Any:
+        if not method.startswith("create_"):
+            raise AttributeError(method)
+
+        def create(*args: Any, **kwargs: Any) -> _Forwarding:
+            instrument = _Forwarding(self._meter_args, method, args, kwargs)
+            instrument.bind(self._facade._output.provider)
+            self._facade._instruments.append(instrument)
+            return instrument
+
+        return create
+
+
+class _Forwarding:
+    def __init__(self, meter_args: tuple[Any, ...], method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._meter_args, self._method, self._args, self._kwargs = meter_args, method, args, kwargs
+        self.real: Any = None
+
+    def bind(self, provider: Any) -> None:
+        meter = provider.get_meter(*self._meter_args)
+        self.real = getattr(meter, self._method)(*self._args, **self._kwargs)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.real.add(*args, **kwargs)
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        self.real.record(*args, **kwargs)
+
+    def set(self, *args: Any, **kwargs: Any) -> None:
+        self.real.set(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def build(kind: Any, service_name: str, auth_events: frozenset[str]) -> MetricsOutput | None:
+    """The metrics output ``kind`` asks for (``otlp``, ``console``, a MetricExporter), or None."""
+    from opentelemetry import metrics
+
+    current = metrics.get_meter_provider()
+    proxy = type(current).__name__ in ("_ProxyMeterProvider", "ProxyMeterProvider", "NoOpMeterProvider")
+    if not proxy and not getattr(current, "_sigobs_owned", False) and not isinstance(current, MeterFacade):
+        return MetricsOutput(service_name, None, auth_events, app_provider=current)
+    if kind == "otlp":
+        exporter = otlp.metric_exporter()
+    elif kind == "console":
+        exporter = otlp.console_metric_exporter()
+    else:
+        exporter = kind  # an exporter instance (app.config)
+    if exporter is None:
+        return None
+    output = MetricsOutput(service_name, exporter, auth_events)
+    if proxy and type(current).__name__ != "NoOpMeterProvider":
+        metrics.set_meter_provider(output.facade)  # other instrumentations measure with ours too
+    return output
+
+
+def accounts() -> dict[str, int]:
+    outputs = list(_METRICS)
+    return {"exported": sum(o._accounting.exported for o in outputs if o._accounting is not None),
+            "failed": sum(o.failures.total for o in outputs)}
