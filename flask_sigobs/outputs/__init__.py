@@ -43,6 +43,8 @@ def build(app: Any, settings: Any) -> tuple[tuple[Output, ...], Any, Any]:
         if records is not None:
             outputs.append(records)
             logrecord.register_lines(app, records)
+            if settings.capture_logging:
+                logrecord.capture_app_logging()
     if settings.metrics_exporter != "none":
         from . import metrics as metrics_module
 

@@ -282,3 +282,38 @@ def _forward(event_dict: dict[str, Any], method_name: str) -> None:
     body = event_dict.get("event")
     output.record(body if isinstance(body, str) else str(body), level, time.time_ns(), span,
                   span_attributes(attributes, _NOTHING_SKIPPED, output._max_length), None)
+
+
+class RecordHandler(logging.Handler):
+    """For an app that configured stdlib ``logging`` itself (flask-sigobs then leaves its handlers
+    alone): its lines as log records too, redacted and bounded as our own lines are."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(_OWN_LOGGERS) or getattr(_Lines.busy, "on", False):
+            return
+        try:
+            from ..structlog_setup import add_correlation, make_safe
+
+            fields: dict[str, Any] = {"event": record.getMessage(), "logger": record.name}
+            if record.exc_info and record.exc_info[1] is not None:
+                error = record.exc_info[1]
+                fields["exception.type"] = type(error).__name__
+                fields["exception.message"] = str(error)
+            fields = make_safe(None, record.levelname.lower(), add_correlation(None, "", fields))
+            fields["level"] = record.levelname.lower()
+            forward_line(None, record.levelname.lower(), fields)
+        except Exception as exc:
+            report_once(("log record handler", type(exc)), "flask-sigobs could not make a log record of a "
+                        "line: %r", exc)
+
+
+def capture_app_logging() -> None:
+    """Our :class:`RecordHandler` on the root logger, once, unless our own line handler (whose
+    lines :func:`forward_line` sends already) is there."""
+    from ..structlog_setup import _Setup
+
+    root = logging.getLogger()
+    if _Setup.handler is not None and _Setup.handler in root.handlers:
+        return
+    if not any(isinstance(handler, RecordHandler) for handler in root.handlers):
+        root.addHandler(RecordHandler(logging.NOTSET))

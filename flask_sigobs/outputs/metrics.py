@@ -54,9 +54,11 @@ class MetricsOutput:
     name = "metrics"
 
     def __init__(self, service_name: str, exporter: Any, auth_events: frozenset[str],
-                 app_provider: Any = None, report_interval: float = 60.0) -> None:
+                 app_provider: Any = None, report_interval: float = 60.0, make_exporter: Any = None) -> None:
         self.service_name = service_name
         self._exporter = exporter
+        #: a new exporter for a forked child (its own connections), when we made the first one
+        self._make_exporter = make_exporter
         self._auth_events = auth_events
         self._report_interval = report_interval
         self.owner = "app" if app_provider is not None else "flask-sigobs"
@@ -107,7 +109,12 @@ class MetricsOutput:
         old, accounting = self.provider, self._accounting
         self.failures.reset()
         if accounting is not None:
-            accounting.muted = True
+            accounting.muted = True  # its last export and its shutdown: nothing sent, nothing closed
+        if self._make_exporter is not None:
+            try:
+                self._exporter = self._make_exporter()
+            except Exception:  # the parent's (its connections are dropped by a failing export)
+                pass
         self._build()
         try:
             old.shutdown(timeout_millis=1000)
@@ -235,15 +242,12 @@ def build(kind: Any, service_name: str, auth_events: frozenset[str]) -> MetricsO
     proxy = type(current).__name__ in ("_ProxyMeterProvider", "ProxyMeterProvider", "NoOpMeterProvider")
     if not proxy and not getattr(current, "_sigobs_owned", False) and not isinstance(current, MeterFacade):
         return MetricsOutput(service_name, None, auth_events, app_provider=current)
-    if kind == "otlp":
-        exporter = otlp.metric_exporter()
-    elif kind == "console":
-        exporter = otlp.console_metric_exporter()
-    else:
-        exporter = kind  # an exporter instance (app.config)
+    make = {"otlp": otlp.metric_exporter, "console": otlp.console_metric_exporter}.get(kind) \
+        if isinstance(kind, str) else None
+    exporter = make() if make is not None else kind  # else an exporter instance (app.config)
     if exporter is None:
         return None
-    output = MetricsOutput(service_name, exporter, auth_events)
+    output = MetricsOutput(service_name, exporter, auth_events, make_exporter=make)
     if proxy and type(current).__name__ != "NoOpMeterProvider":
         metrics.set_meter_provider(output.facade)  # other instrumentations measure with ours too
     return output

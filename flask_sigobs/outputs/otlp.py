@@ -142,6 +142,8 @@ class Accounting:
                 self.failures.add(count)
 
     def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        if self.muted:  # a forked child's copy: the exporter may still serve the child
+            return None
         return self.inner.shutdown(*args, **kwargs)
 
     def force_flush(self, *args: Any, **kwargs: Any) -> Any:
