@@ -26,6 +26,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import threading
 import uuid
 import weakref
 from typing import Any
@@ -34,12 +35,20 @@ from opentelemetry.metrics import MeterProvider as _APIMeterProvider
 
 from ..errors import Tally
 from ..events import Event
-from . import otlp
+from . import durations, otlp
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
 AUTH_EVENTS = "sigobs.auth.events"
 _METRICS: "weakref.WeakSet[MetricsOutput]" = weakref.WeakSet()
+
+
+def _prefers_delta(exporter: Any) -> bool:
+    from opentelemetry.sdk.metrics import Histogram
+    from opentelemetry.sdk.metrics.export import AggregationTemporality
+
+    preferred = getattr(exporter, "_preferred_temporality", None) or {}
+    return preferred.get(Histogram) is AggregationTemporality.DELTA
 
 
 def _points(metrics_data: Any) -> int:
@@ -66,6 +75,8 @@ class MetricsOutput:
                               f"%.0f s: the metric exporter ({otlp.describe(exporter)}) failed or timed out",
                               report_interval)
         self._active_attributes: dict[tuple[str, str], dict[str, str]] = {}
+        self._active_counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
         self._auth_attributes: dict[tuple[str, int], dict[str, str]] = {}
         self.facade = MeterFacade(self)
         self.provider: Any = None
@@ -86,18 +97,38 @@ class MetricsOutput:
 
             self.instance_id = str(uuid.uuid4())
             self._accounting = otlp.Accounting(self._exporter, self.failures, _points)
-            reader = PeriodicExportingMetricReader(self._accounting)  # OTEL_METRIC_EXPORT_INTERVAL/_TIMEOUT
             resource = Resource.create({SERVICE_NAME: self.service_name, "service.instance.id": self.instance_id})
-            provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False)
+            self.durations = durations.Durations(DURATION_BUCKETS, _prefers_delta(self._exporter))
+            reader = durations.reader(self._accounting, self.durations, resource)
+            extra: dict[str, Any] = {}
+            if not os.environ.get("OTEL_METRICS_EXEMPLAR_FILTER"):
+                # No exemplars unless asked: offering each measurement to a reservoir, with the
+                # request's span in the context, costs more than recording it.
+                from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter
+
+                extra["exemplar_filter"] = AlwaysOffExemplarFilter()
+            provider = MeterProvider(metric_readers=[reader], resource=resource, shutdown_on_exit=False, **extra)
             provider._sigobs_owned = True  # type: ignore[attr-defined]
             self._shut = False
         self.provider = provider
         meter = provider.get_meter("flask_sigobs")
-        self.duration = meter.create_histogram(
-            "http.server.request.duration", unit="s", description="Duration of HTTP server requests.",
-            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
-        self.active = meter.create_up_down_counter(
-            "http.server.active_requests", unit="{request}", description="Number of active HTTP server requests.")
+        if app_provider is not None:  # the app's provider: its reader is not ours to extend
+            self.durations = None
+            self.duration = meter.create_histogram(
+                durations.NAME, unit="s", description=durations.DESCRIPTION,
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS))
+        # Counted here, said at collection: two SDK add() calls a request cost more than the request's
+        # other measurement; an observable counter reports the same sums.
+        from opentelemetry.metrics import Observation
+
+        counts = self._active_counts
+
+        def observe(options: Any) -> list[Any]:
+            return [Observation(counts[key], attributes) for key, attributes in list(self._active_attributes.items())]
+
+        self.active = meter.create_observable_up_down_counter(
+            "http.server.active_requests", callbacks=[observe], unit="{request}",
+            description="Number of active HTTP server requests.")
         self.auth = meter.create_counter(
             AUTH_EVENTS, unit="{event}", description="Authentication events, by event name and outcome.")
         self.facade.rebind()
@@ -108,6 +139,9 @@ class MetricsOutput:
             return
         old, accounting = self.provider, self._accounting
         self.failures.reset()
+        self._lock = threading.Lock()
+        for key in self._active_counts:  # the parent's requests in flight are not the child's
+            self._active_counts[key] = 0
         if accounting is not None:
             accounting.muted = True  # its last export and its shutdown: nothing sent, nothing closed
         if self._make_exporter is not None:
@@ -115,7 +149,7 @@ class MetricsOutput:
                 self._exporter = self._make_exporter()
             except Exception:  # the parent's (its connections are dropped by a failing export)
                 pass
-        self._build()
+        self._build()  # new durations too: the parent's are the parent's
         try:
             old.shutdown(timeout_millis=1000)
         except Exception:
@@ -123,34 +157,47 @@ class MetricsOutput:
 
     # -- the per-request path (only when we make the request span) ---------------------------
 
-    def started(self, environ: dict[str, Any]) -> dict[str, str]:
-        """The request began: one more active request; the attributes to end it with."""
-        key = (environ.get("REQUEST_METHOD", ""), environ.get("wsgi.url_scheme", "http"))
-        attributes = self._active_attributes.get(key)
-        if attributes is None:
-            method = key[0] if key[0] in KNOWN_METHODS else "_OTHER"
-            attributes = self._active_attributes.setdefault(
-                key, {"http.request.method": method, "url.scheme": key[1]})
-            if len(self._active_attributes) > 64:  # hostile methods: bounded
-                self._active_attributes.clear()
-        self.active.add(1, attributes)
-        return attributes
+    def started(self, environ: dict[str, Any]) -> tuple[str, str]:
+        """The request began: one more active request; the key to end it with."""
+        method = environ.get("REQUEST_METHOD", "")
+        if method not in KNOWN_METHODS:
+            method = "_OTHER"  # the conventions' word for any other: the series stay bounded
+        key = (method, "https" if environ.get("wsgi.url_scheme") == "https" else "http")
+        with self._lock:  # threads of a threaded server: += is three steps
+            counts = self._active_counts
+            if key not in counts:
+                self._active_attributes[key] = {"http.request.method": key[0], "url.scheme": key[1]}
+                counts[key] = 0
+            counts[key] += 1
+        return key
 
-    def finished(self, active: dict[str, str], seconds: float, route: str | None, status: int | None,
+    def finished(self, key: tuple[str, str], seconds: float, route: str | None, status: int | None,
                  error: BaseException | None) -> None:
-        self.active.add(-1, active)
-        attributes = dict(active)
-        if route is not None:
-            attributes["http.route"] = route
-        if status is not None:
-            attributes["http.response.status_code"] = status
+        with self._lock:
+            self._active_counts[key] -= 1
         if error is not None:
             cls = type(error)
-            attributes["error.type"] = cls.__qualname__ if cls.__module__ == "builtins" else \
+            error_type: str | None = cls.__qualname__ if cls.__module__ == "builtins" else \
                 f"{cls.__module__}.{cls.__qualname__}"
         elif status is not None and status >= 500:
-            attributes["error.type"] = str(status)
-        self.duration.record(seconds, attributes)
+            error_type = str(status)
+        else:
+            error_type = None
+
+        def attributes() -> dict[str, Any]:  # made once per series
+            made: dict[str, Any] = dict(self._active_attributes[key])
+            if route is not None:
+                made["http.route"] = route
+            if status is not None:
+                made["http.response.status_code"] = status
+            if error_type is not None:
+                made["error.type"] = error_type
+            return made
+
+        if self.durations is not None:
+            self.durations.record((key, route, status, error_type), attributes, seconds)
+        else:
+            self.duration.record(seconds, attributes())
 
     # -- the delivery loop ---------------------------------------------------------------------
 
