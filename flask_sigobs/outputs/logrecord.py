@@ -29,12 +29,13 @@ import time
 import weakref
 from typing import Any, Callable
 
+import orjson
 from opentelemetry import trace
 
 from ..catalogue import LEVEL_NAMES
 from ..errors import Tally, report_once
 from ..events import Event
-from ..tracesink import span_attributes
+from ..redaction import cut
 from . import otlp
 
 #: The SDK's severity numbers (opentelemetry._logs.SeverityNumber) of our levels.
@@ -46,6 +47,29 @@ _NOTHING_SKIPPED: frozenset[str] = frozenset()
 _OWN_LOGGERS = ("opentelemetry", "flask_sigobs", "urllib3", "requests", "grpc")
 
 _QUEUES: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+_PRIMITIVES = (str, bool, int, float)
+
+
+def span_attributes(attributes: dict[str, Any], skip: frozenset[str], max_length: int | None) -> dict[str, Any]:
+    """The attributes as OTel takes them: primitives and flat lists of one primitive type as they
+    are, anything else as JSON text cut at ``max_length`` (what ``tracesink.span_attributes`` does
+    for span events; not imported from there, which brings the fast span path with it)."""
+    out = {}
+    for key, value in attributes.items():
+        if value is None or key in skip:
+            continue
+        kind = type(value)
+        if kind in _PRIMITIVES:
+            out[key] = value
+        elif kind is list and value and all(type(v) is type(value[0]) for v in value) \
+                and type(value[0]) in _PRIMITIVES:
+            out[key] = value
+        else:
+            text = orjson.dumps(value, default=str).decode()
+            out[key] = cut(text, max_length) if max_length is not None else text
+    return out
 
 
 def severity(level: int) -> Any:

@@ -68,9 +68,7 @@ def log_exporter(environ: Mapping[str, str] | None = None) -> Any:
         return Grpc(timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
 
-    from ..otel_setup import _ca_file_first_session
-
-    return Http(timeout=timeout, session=_ca_file_first_session())
+    return Http(timeout=timeout, session=_session())
 
 
 def metric_exporter(environ: Mapping[str, str] | None = None) -> Any:
@@ -87,9 +85,14 @@ def metric_exporter(environ: Mapping[str, str] | None = None) -> Any:
         return Grpc(timeout=timeout)
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
 
+    return Http(timeout=timeout, session=_session())
+
+
+def _session() -> Any:
+    """The span exporter's session, in which the CA file wins (see ``otel_setup``)."""
     from ..otel_setup import _ca_file_first_session
 
-    return Http(timeout=timeout, session=_ca_file_first_session())
+    return _ca_file_first_session()
 
 
 def console_log_exporter() -> Any:
