@@ -313,7 +313,7 @@ class RecordHandler(logging.Handler):
     alone): its lines as log records too, redacted and bounded as our own lines are."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name.startswith(_OWN_LOGGERS) or getattr(_Lines.busy, "on", False):
+        if _Lines.latest is None or record.name.startswith(_OWN_LOGGERS) or getattr(_Lines.busy, "on", False):
             return
         try:
             from ..structlog_setup import add_correlation, make_safe
