@@ -218,6 +218,7 @@ class MetricsOutput:
     def shutdown(self) -> None:
         if self.owner == "flask-sigobs" and not getattr(self, "_shut", False):
             self._shut = True
+            self.provider._sigobs_shut = True
             try:
                 self.provider.shutdown()
             finally:
@@ -265,6 +266,10 @@ class _Forwarding:
         self.real: Any = None
 
     def bind(self, provider: Any) -> None:
+        if getattr(provider, "_sigobs_shut", False):  # after our shutdown (at exit): measure nothing, quietly
+            from opentelemetry.metrics import NoOpMeterProvider
+
+            provider = NoOpMeterProvider()
         meter = provider.get_meter(*self._meter_args)
         self.real = getattr(meter, self._method)(*self._args, **self._kwargs)
 
