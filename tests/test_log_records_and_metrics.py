@@ -207,3 +207,21 @@ def test_each_gunicorn_worker_exports_its_own_series(tmp_path, preload):
                 by_instance[point.resource["service.instance.id"]] = point.value  # cumulative: the latest
     assert len(by_instance) == 2, by_instance  # two workers, two series; the master says nothing
     assert sum(by_instance.values()) >= len(pids)
+
+
+def test_durations_buckets_hold_values_up_to_their_bound_and_delta_starts_afresh():
+    from flask_sigobs.outputs.durations import Durations
+
+    cumulative, delta = Durations(DURATION_BUCKETS), Durations(DURATION_BUCKETS, delta=True)
+    for durations in (cumulative, delta):
+        for seconds in (0.005, 0.0051, 10.0, 11.0):
+            durations.record(("k",), lambda: {"http.route": "/"}, seconds)
+    for durations in (cumulative, delta):
+        (point,) = durations.metric().data.data_points
+        assert point.bucket_counts[0] == 1 and point.bucket_counts[1] == 1  # 0.005 in the first, inclusive
+        assert point.bucket_counts[-2] == 1 and point.bucket_counts[-1] == 1  # 10 in the last bound, 11 above
+        assert (point.count, point.min, point.max) == (4, 0.005, 11.0)
+        assert point.attributes == {"http.route": "/"} and len(point.bucket_counts) == len(DURATION_BUCKETS) + 1
+    assert cumulative.metric().data.data_points[0].count == 4  # cumulative: still there
+    assert delta.metric() is None  # delta: said once
+    assert cumulative.metric().data.aggregation_temporality.name == "CUMULATIVE"
