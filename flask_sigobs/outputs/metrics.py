@@ -220,7 +220,7 @@ class MetricsOutput:
             self._shut = True
             self.provider._sigobs_shut = True
             try:
-                self.provider.shutdown()
+                self.provider.shutdown(timeout_millis=10_000)  # a stuck export must not hold the exit
             finally:
                 self.failures.flush()
 
