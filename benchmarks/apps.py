@@ -19,9 +19,10 @@ LOG_DIR = os.environ.get("SIGOBS_BENCH_LOG_DIR") or tempfile.mkdtemp(prefix="sig
 #: flask-sigobs on the standard instrumentation's span; flask-sigobs by default (its span built
 #: from the signals); the same writing each log line at once; the default and the instrumentation's
 #: span through the SDK's and werkzeug's public API (SIGOBS_FAST_PATH=off: what an SDK whose internals
-#: changed gets); the nearest peers.
-VARIANTS = ["bare", "otel", "handwritten", "sigobs-otel-span", "sigobs", "sigobs-line-by-line",
-            "sigobs-public-api", "sigobs-otel-span-public-api", "elastic-apm", "sentry"]
+#: changed gets); the nearest peers. ``-metrics``: the same with the HTTP server metrics on (a
+#: MeterProvider whose reader exports to a dropping exporter).
+VARIANTS = ["bare", "otel", "otel-metrics", "handwritten", "sigobs-otel-span", "sigobs", "sigobs-metrics",
+            "sigobs-line-by-line", "sigobs-public-api", "sigobs-otel-span-public-api", "elastic-apm", "sentry"]
 
 
 class DropExporter:
@@ -37,6 +38,30 @@ class DropExporter:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
+
+
+def DropMetricExporter() -> Any:  # noqa: N802 (used as a class)
+    """A MetricExporter that accepts and forgets: the reader still collects every interval."""
+    from opentelemetry.sdk.metrics.export import MetricExporter, MetricExportResult
+
+    class Drop(MetricExporter):
+        def export(self, metrics_data: Any, timeout_millis: float = 10_000, **kwargs: Any) -> Any:
+            return MetricExportResult.SUCCESS
+
+        def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: float = 10_000) -> bool:
+            return True
+
+    return Drop()
+
+
+def _meter_provider() -> Any:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    return MeterProvider(metric_readers=[PeriodicExportingMetricReader(DropMetricExporter())])
 
 
 def _route(app: Flask) -> Flask:
@@ -77,10 +102,11 @@ def make(variant: str) -> Flask:
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     app = _route(Flask(f"bench_{variant}"))
     log_file = os.path.join(LOG_DIR, f"{variant}-{os.getpid()}.log")
-    if variant == "otel":
+    if variant in ("otel", "otel-metrics"):
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
 
-        FlaskInstrumentor.instrument_app(app, tracer_provider=_provider())
+        extra = {"meter_provider": _meter_provider()} if variant == "otel-metrics" else {}
+        FlaskInstrumentor.instrument_app(app, tracer_provider=_provider(), **extra)
     elif variant == "handwritten":
         _handwritten(app, log_file)
     elif variant.startswith("sigobs"):
@@ -91,6 +117,8 @@ def make(variant: str) -> Flask:
                           SIGOBS_FAST_PATH="off" if variant.endswith("-public-api") else "auto")
         if variant == "sigobs-line-by-line":
             app.config["SIGOBS_LOG_FLUSH_INTERVAL"] = 0
+        if variant == "sigobs-metrics":
+            app.config["SIGOBS_METRICS_EXPORTER"] = DropMetricExporter()
         SigObs(app)
     elif variant == "elastic-apm":
         from elasticapm.contrib.flask import ElasticAPM

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "SIGOBS_AUTH_SIGNALS": "",  # import paths of blinker signals observed as auth events
     "SIGOBS_FAST_PATH": "auto",  # "off": the SDK's and werkzeug's public API even where the start-up check holds
     **audit_settings.DEFAULTS,  # SIGOBS_AUDIT_*: the audit trail's (flask_sigobs/audit/settings.py)
+    "SIGOBS_SPAN_EVENTS": True,  # false: events are not added to the span (status, exception, user still are)
+    "SIGOBS_LOGS_EXPORTER": None,  # falls back to OTEL_LOGS_EXPORTER, then "none"; or a LogExporter (app.config)
+    "SIGOBS_METRICS_EXPORTER": None,  # falls back to OTEL_METRICS_EXPORTER, then "none"; or a MetricExporter
 }
 
 SPAN_SOURCES = ("otel", "signals")
@@ -76,6 +79,10 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict)
     #: ``bridges.Source`` rows of SIGOBS_OBSERVE then SIGOBS_AUTH_SIGNALS, each signal imported
     configured_signals: tuple[Any, ...] = ()
+    span_events: bool = True
+    #: "otlp", "console", "none", or an exporter instance given in app.config
+    logs_exporter: Any = "none"
+    metrics_exporter: Any = "none"
 
     def level_of(self, signal_name: str) -> int:
         return self.signal_levels[signal_name]
@@ -166,6 +173,26 @@ def parse_signal_levels(value: Any, key: str = "SIGOBS_SIGNAL_LEVELS") -> dict[s
             raise ConfigError(f"{key}: expected signal=level pairs, got {token!r}")
         levels[name.strip()] = _as_level(level, key)
     return levels
+
+
+def _exporter_kind(values: dict[str, Any], sources: dict[str, str], key: str, standard: str,
+                   environ: Mapping[str, str], method: str) -> Any:
+    """``SIGOBS_{LOGS,METRICS}_EXPORTER``, else the standard variable, else off. Unlike the SDK's own
+    auto-configuration (whose default is ``otlp``), log records and metrics are sent only when asked."""
+    value = values[key]
+    if value is None and environ.get(standard):
+        value, sources[key] = environ[standard], standard
+    if value is None:
+        return "none"
+    if not isinstance(value, str):
+        if not hasattr(value, method):
+            raise ConfigError(f"{key} must be 'otlp', 'console', 'none' or an exporter instance (app.config)")
+        return value
+    kinds = [part.strip().lower() for part in value.split(",") if part.strip()] or ["none"]
+    for kind in kinds:
+        if kind not in ("otlp", "console", "none"):
+            raise ConfigError(f"{key}: flask-sigobs sets up 'otlp', 'console' or 'none', not {kind!r}")
+    return "otlp" if "otlp" in kinds else "console" if "console" in kinds else "none"
 
 
 def compile_excluded(patterns: list[str]) -> re.Pattern[str] | None:
@@ -263,4 +290,8 @@ def load(app: Any, environ: Mapping[str, str] | None = None) -> Settings:
         audit=audit_settings.load(values, app, ConfigError, _as_bool, _as_int),
         sources=sources,
         configured_signals=tuple(by_signal.values()),
+        span_events=_as_bool(values["SIGOBS_SPAN_EVENTS"], "SIGOBS_SPAN_EVENTS"),
+        logs_exporter=_exporter_kind(values, sources, "SIGOBS_LOGS_EXPORTER", "OTEL_LOGS_EXPORTER", environ, "export"),
+        metrics_exporter=_exporter_kind(values, sources, "SIGOBS_METRICS_EXPORTER", "OTEL_METRICS_EXPORTER",
+                                        environ, "export"),
     )

@@ -196,6 +196,9 @@ def diagnose(app: Any, import_path: str, *, timeout: float | None = None, send_t
                 report.test_spans.append(delivery)
                 report.add("test span", OK if delivery.accepted else PROBLEM,
                            f"test span to {delivery.endpoint} ({delivery.protocol}): {delivery.words}", delivery.fix)
+    from .outputs import probe  # log records and metrics (outputs/): on, off, a test record each
+
+    probe.check(report, runtime, timeout, send_test_span and not _sdk_disabled(), OK, WARNING, PROBLEM)
     _check_instrumented_once(report, app, runtime)
     _check_excluded_paths(report, app, runtime)
     _check_log_level(report, settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import weakref
 from typing import Any, Callable
 
@@ -26,6 +27,7 @@ from .events import Event
 from .headers import content_length, public_content_length, public_put_header, put_header
 from .logsink import LineWriter, LogSink
 from .paths import PLAN_KEY
+from .outputs import build as build_outputs
 from .redaction import Redactor
 from .requeststate import EXCLUDED, FINISHED_ENVIRON, STATE_KEY, RequestState, client_address, current, hex_ids, request_id_from
 from .spansource import SignalSpanSource
@@ -85,6 +87,11 @@ class AppRuntime:
         self.fast_headers = fast and selfcheck.headers().fast
         self._put_header = put_header if self.fast_headers else public_put_header
         self._content_length = content_length if self.fast_headers else public_content_length
+        # -- outputs: log records, metrics (outputs/): each event goes to every one of self.outputs
+        self.outputs, self.log_records, self.metrics = build_outputs(app, settings)
+        #: the HTTP server metrics, when we record them (we make the span; else the instrumentation does)
+        self.http_metrics = None
+        # --
         self.tracer_provider, self.otel_owner = otel_setup.tracer_provider(
             settings.service_name, settings.span_exporter)
         self.writer.flush_first_at_exit()  # lines before the provider's (possibly slow) shutdown
@@ -93,11 +100,13 @@ class AppRuntime:
         if settings.span_source == "signals" and not instrumented:
             self.span_source = SignalSpanSource(self.tracer_provider, self.redactor.longest, self.fast_spans)
             self.instrumented_by = "flask-sigobs signals"
+            self.http_metrics = self.metrics
         else:  # an app instrumented already keeps its span, whatever the setting says
-            self.instrumented_by, self._otel_wsgi = otel_setup.instrument(app, self.tracer_provider, self.fast_spans)
+            self.instrumented_by, self._otel_wsgi = otel_setup.instrument(
+                app, self.tracer_provider, self.fast_spans, self.metrics.facade if self.metrics is not None else None)
         # The instrumentation records the exception on its span itself; our own span source doesn't.
         self.trace_sink = TraceSink(record_exceptions=self.span_source is not None, redactor=self.redactor,
-                                    fast=self.fast_spans)
+                                    fast=self.fast_spans, events=settings.span_events)
         self.audit = audit_output(app, settings, self)  # a Trail, or None when SIGOBS_AUDIT is off
         self._receivers: list[tuple[Any, Callable[..., Any]]] = []
         #: signal -> Source of SIGOBS_OBSERVE / SIGOBS_AUTH_SIGNALS: it says what such a signal
@@ -186,6 +195,8 @@ class AppRuntime:
             return self._excluded_down(app, environ, start_response)
         state = self._new_state(environ)
         environ[STATE_KEY] = state
+        if self.http_metrics is not None:  # metrics on, our span: one more active request
+            state.active = self.http_metrics.started(environ)
         token = current.set(state)
         try:
             down = self._down  # None: Flask's own __call__, inlined (a frame less per request)
@@ -274,6 +285,8 @@ class AppRuntime:
                 self.span_source.end(state, error)
             elif state.span is not None:
                 otel_setup.release_end(state.span, state)
+            if self.http_metrics is not None:
+                self._measure(state, error)
         except Exception as exc:
             report_once(("finish", type(exc)), "flask-sigobs could not finish a request: %r", exc)
         finally:
@@ -281,7 +294,22 @@ class AppRuntime:
             # would leave a reference cycle (the environ and all it holds) for the garbage collector.
             state.environ = FINISHED_ENVIRON
 
-    # -- one event, both outputs ----------------------------------------------------------
+    def _measure(self, state: RequestState, error: BaseException | None) -> None:
+        """The request's duration and end, in the HTTP server metrics (when we record them)."""
+        try:
+            active = getattr(state, "active", None)  # set by wsgi_app (only when metrics are on)
+            if active is None:
+                return
+            status = getattr(state, "status", None)
+            if status is None and error is not None:
+                status = 500
+            route = state.base.get("http.route") if state.base else None
+            self.http_metrics.finished(active, (time.perf_counter_ns() - state.started) / 1e9,  # type: ignore[union-attr]
+                                       route, status, error)
+        except Exception as exc:
+            report_once(("metrics", type(exc)), "flask-sigobs could not measure a request: %r", exc)
+
+    # -- one event, every output ----------------------------------------------------------
 
     def emit(self, name: str, level: int, attributes: dict[str, Any], state: Any,
              exception: BaseException | None = None, span_attributes: dict[str, Any] | None = None,
@@ -327,6 +355,12 @@ class AppRuntime:
             except Exception as exc:
                 report_once(("span", type(exc)), "flask-sigobs could not add %s to the span: %r",
                             event.name, exc)
+        for output in self.outputs:  # log records, metrics (outputs/): an empty tuple unless on
+            try:
+                output.emit(event, span, trace_id, span_id)
+            except Exception as exc:
+                report_once((output.name, type(exc)), "flask-sigobs could not give %s to its %s output: %r",
+                            event.name, output.name, exc)
 
     # -- Flask's signals --------------------------------------------------------------------
 
@@ -416,6 +450,8 @@ class AppRuntime:
                 state.base = events.request_attributes(flask.request, state, self.redactor,
                                                        self.settings.trusted_proxies)
             status = response.status_code  # a property: read once
+            if self.http_metrics is not None:
+                state.status = status
             attributes, outcome = events.finished_attributes(state, status, self._content_length(response))
             if self.span_source is not None:
                 self.span_source.response(state, status)
@@ -593,6 +629,8 @@ class SigObs:
                 runtime.audit.flush(adopt=True)
             runtime.writer.flush()
             runtime.tracer_provider.force_flush(timeout_millis)
+            for output in runtime.outputs:
+                output.flush(timeout_millis)
 
     def observe(self, signal: Signal, *, event: str | None = None, level: str = "info",
                 sender: Any = ANY) -> None:

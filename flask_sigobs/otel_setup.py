@@ -183,13 +183,14 @@ def _say_if_newer_than_tested() -> None:
                     installed, NEWEST_TESTED_INSTRUMENTATION)
 
 
-def instrument(app: Any, provider: Any, fast: bool = True) -> tuple[str, Any]:
+def instrument(app: Any, provider: Any, fast: bool = True, meter_provider: Any = None) -> tuple[str, Any]:
     """Instrument ``app`` unless it already is; say who did, and give the instrumentation's WSGI
     wrapper when we did. ``SIGOBS_EXCLUDED_PATHS`` are not the instrumentation's business:
     ``AppRuntime`` keeps its span off them (the instrumentation still reads
     ``OTEL_PYTHON_FLASK_EXCLUDED_URLS``). With ``fast`` (the start-up check held),
     its server span is made the short way (``fastspan.ServerSpanProvider``): the same span, a third
-    of the cost.
+    of the cost. ``meter_provider``: flask-sigobs's metrics (outputs/metrics.py), when on: the
+    instrumentation records the HTTP server metrics then, we don't (once per request).
 
     ``FlaskInstrumentor.instrument_app`` replaces ``app.wsgi_app`` by its wrapper, which an app
     reading its own middleware back (``current_app.wsgi_app.script_name``) cannot survive. So the
@@ -214,7 +215,9 @@ def instrument(app: Any, provider: Any, fast: bool = True) -> tuple[str, Any]:
     own = app.__dict__.get("wsgi_app", _UNSET)
     app.wsgi_app = flask_call
     try:
-        FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider) if fast else provider)
+        extra = {"meter_provider": meter_provider} if meter_provider is not None else {}
+        FlaskInstrumentor.instrument_app(app, tracer_provider=ServerSpanProvider(provider) if fast else provider,
+                                         **extra)
         wrapper = app.wsgi_app
     finally:
         if own is _UNSET:

@@ -87,6 +87,16 @@ CONFIG_DOCS: dict[str, str] = {
     "SIGOBS_AUDIT_UNKNOWN_USERS": "a user name that matches no account (`reason=\"unknown_user\"`):"
                                   " `hash` (keyed), `keep`, or `drop`",
     "SIGOBS_AUDIT_MAX_DATA": "bytes of the sender's keyword data (JSON) kept in a row",
+    "SIGOBS_SPAN_EVENTS": "`false`: events are not added to the request's span as span events (a "
+                          "team that reads them from its log store); the error status, the "
+                          "exception and `enduser.id` still are",
+    "SIGOBS_LOGS_EXPORTER": "`otlp`: every logged event (and the app's own lines) as an OTLP log "
+                            "record with its `event_name`; `console`; `none`; or, in `app.config`, "
+                            "a `LogExporter` instance. See [docs/signals.md](signals.md)",
+    "SIGOBS_METRICS_EXPORTER": "`otlp`: `http.server.request.duration`, "
+                               "`http.server.active_requests` and `sigobs.auth.events` over OTLP; "
+                               "`console`; `none`; or, in `app.config`, a `MetricExporter` "
+                               "instance. See [docs/signals.md](signals.md)",
 }
 
 #: How a default reads where its value alone would mislead (``None`` means something per key).
@@ -95,6 +105,8 @@ CONFIG_DEFAULT_TEXT: dict[str, str] = {
     "SIGOBS_LOG_FILE": "unset: standard output",
     "SIGOBS_SIGNAL_LEVELS": "each signal's level in the [event catalogue](events.md)",
     "SIGOBS_SPAN_EXPORTER": "unset",
+    "SIGOBS_LOGS_EXPORTER": "`OTEL_LOGS_EXPORTER`, else `none`",
+    "SIGOBS_METRICS_EXPORTER": "`OTEL_METRICS_EXPORTER`, else `none`",
     "SIGOBS_AUDIT_URL": "`sqlite:///<instance folder>/sigobs-audit.db`",
     "SIGOBS_AUDIT_KEY": "unset",
     "SIGOBS_AUDIT_JOURNAL": "`<instance folder>/sigobs-audit-journal`",

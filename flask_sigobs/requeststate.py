@@ -31,7 +31,8 @@ current: ContextVar["RequestState | None"] = ContextVar("flask_sigobs_request", 
 
 class RequestState:
     __slots__ = ("environ", "request_id", "service_name", "writer", "redactor", "started", "started_ns", "span", "trace_id", "span_id",
-                 "pending", "user_id", "base", "finished", "token", "unhooked", "__weakref__")
+                 "pending", "user_id", "base", "finished", "token", "unhooked", "__weakref__",
+                 "active", "status")  # the last two: set only when metrics are on (outputs/metrics.py)
 
     def __init__(self, environ: dict[str, Any], request_id: str, service_name: str, writer: Any,
                  redactor: Any) -> None:

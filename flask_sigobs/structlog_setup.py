@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from . import requeststate
 from .logsink import LineWriter, own_logger, renderer
+from .outputs.logrecord import forward_line
 from .paths import scrub_recent
 from .redaction import SECRETS_KEY, Redactor, scrub
 
@@ -175,6 +176,7 @@ def configure(app: flask.Flask, writer: LineWriter, log_format: str, level: int,
                     structlog.processors.TimeStamper(fmt="iso", utc=True),
                     _TRACEBACKS,
                     make_safe,
+                    forward_line,  # the line as a log record too, when log records are on
                     chain_renderer,
                 ],
                 wrapper_class=structlog.make_filtering_bound_logger(level),
@@ -207,7 +209,7 @@ def _capture_stdlib(app: flask.Flask, chain_renderer: Any, level: int) -> None:
                 _TRACEBACKS,
             ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, make_safe,
-                        _as_text(chain_renderer)],
+                        forward_line, _as_text(chain_renderer)],
         ))
         root.addHandler(ours)
         root.setLevel(level)

@@ -42,7 +42,7 @@ def span_attributes(attributes: dict[str, Any], skip: frozenset[str] = _SKIP_ALW
 
 
 class TraceSink:
-    def __init__(self, record_exceptions: bool, redactor: Redactor, fast: bool = True) -> None:
+    def __init__(self, record_exceptions: bool, redactor: Redactor, fast: bool = True, events: bool = True) -> None:
         """``fast``: span events the short way (``fastspan.add_event``), where the start-up check holds."""
         self._add_event = add_event if fast else public_add_event
         # opentelemetry-instrumentation-flask records the exception itself when the request's
@@ -50,11 +50,17 @@ class TraceSink:
         self._record_exceptions = record_exceptions
         self._max_length = redactor.max_length
         self._longest = redactor.longest
+        #: SIGOBS_SPAN_EVENTS: false keeps events off the span (a team reading them from its log
+        #: store); the exception, the error status and the user still go on it
+        self._events = events
 
     def emit(self, span: Any, event: Event) -> None:
         if not span.is_recording():
             return
         attributes = event.attributes
+        if not self._events:
+            self._without_events(span, event)
+            return
         values = event.span_attributes
         if values is None:
             skip = _SKIP_REQUEST if event.name in REQUEST_EVENTS else _SKIP_ALWAYS
@@ -70,3 +76,13 @@ class TraceSink:
         user = event.span_user  # not the attributes' enduser.id: a failed login's is only a claim
         if user is not None:
             span.set_attribute("enduser.id", user)
+
+    def _without_events(self, span: Any, event: Event) -> None:
+        if event.exception is not None:
+            if self._record_exceptions:
+                span.record_exception(event.exception, timestamp=event.time_ns)
+            attributes = event.attributes
+            span.set_status(Status(StatusCode.ERROR, f"{attributes['exception.type']}: "
+                                                     f"{attributes['exception.message']}"))
+        if event.span_user is not None:
+            span.set_attribute("enduser.id", event.span_user)

@@ -1,0 +1,167 @@
+"""The OTLP exporters of the log records and the metrics, chosen as the span exporter is.
+
+The standard variables keep their meaning, per signal: ``OTEL_EXPORTER_OTLP_{LOGS,METRICS}_ENDPOINT``
+(else ``OTEL_EXPORTER_OTLP_ENDPOINT``, the exporter adds ``/v1/logs`` or ``/v1/metrics``),
+``..._PROTOCOL`` (``http/protobuf`` or ``grpc``), ``..._TIMEOUT`` (seconds, bounded as for spans),
+headers, certificates, compression (read by the SDK's exporters themselves). Without any
+endpoint the signal is not sent (as for spans): nothing goes to a default address by surprise.
+
+:class:`Accounting` wraps the exporter of either signal: every batch it fails to deliver is
+counted and reported on the ``flask_sigobs`` logger at most once per interval (``errors.Tally``),
+as the span export queue does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Mapping
+
+from ..config import ConfigError
+from ..errors import Tally, report_once
+
+DEFAULT_EXPORT_TIMEOUT = 10.0
+MAX_EXPORT_TIMEOUT = 30.0
+KINDS = ("otlp", "console", "none")
+
+
+def export_timeout(signal: str, environ: Mapping[str, str]) -> float:
+    """``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` or ``OTEL_EXPORTER_OTLP_TIMEOUT``, bounded to (0, 30] s."""
+    key = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"
+    if not environ.get(key):
+        key = "OTEL_EXPORTER_OTLP_TIMEOUT"
+    raw = environ.get(key)
+    if not raw:
+        return DEFAULT_EXPORT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{key} must be a number of seconds, not {raw!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        return DEFAULT_EXPORT_TIMEOUT
+    return min(value, MAX_EXPORT_TIMEOUT)
+
+
+def endpoint_configured(signal: str, environ: Mapping[str, str]) -> bool:
+    return bool(environ.get(f"OTEL_EXPORTER_OTLP_{signal}_ENDPOINT") or environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+
+
+def protocol(signal: str, environ: Mapping[str, str]) -> str:
+    value = (environ.get(f"OTEL_EXPORTER_OTLP_{signal}_PROTOCOL") or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+             or "http/protobuf").strip().lower()
+    if value not in ("http/protobuf", "grpc"):
+        raise ConfigError(f"OTEL_EXPORTER_OTLP_PROTOCOL must be 'http/protobuf' or 'grpc', not {value!r}")
+    return value
+
+
+def log_exporter(environ: Mapping[str, str] | None = None) -> Any:
+    """The OTLP log record exporter the standard variables ask for, or None (no endpoint)."""
+    environ = os.environ if environ is None else environ
+    if not endpoint_configured("LOGS", environ):
+        report_once("logs_no_endpoint", "flask-sigobs: log records are on but no OTLP endpoint is set "
+                    "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT): none are sent")
+        return None
+    timeout = export_timeout("LOGS", environ)
+    if protocol("LOGS", environ) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
+
+        return Grpc(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
+
+    return Http(timeout=timeout, session=_session())
+
+
+def metric_exporter(environ: Mapping[str, str] | None = None) -> Any:
+    """The OTLP metric exporter the standard variables ask for, or None (no endpoint)."""
+    environ = os.environ if environ is None else environ
+    if not endpoint_configured("METRICS", environ):
+        report_once("metrics_no_endpoint", "flask-sigobs: metrics are on but no OTLP endpoint is set "
+                    "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT): none are sent")
+        return None
+    timeout = export_timeout("METRICS", environ)
+    if protocol("METRICS", environ) == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
+
+        return Grpc(timeout=timeout)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
+
+    return Http(timeout=timeout, session=_session())
+
+
+def _session() -> Any:
+    """The span exporter's session, in which the CA file wins (see ``otel_setup``)."""
+    from ..otel_setup import _ca_file_first_session
+
+    return _ca_file_first_session()
+
+
+def console_log_exporter() -> Any:
+    from opentelemetry.sdk._logs.export import ConsoleLogExporter
+
+    return ConsoleLogExporter()
+
+
+def console_metric_exporter() -> Any:
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
+
+    return ConsoleMetricExporter()
+
+
+def describe(exporter: Any) -> str:
+    return str(getattr(exporter, "_endpoint", None) or type(exporter).__name__).replace("%", "%%")
+
+
+class Accounting:
+    """Counts what an exporter of log records or metrics delivered and what it failed to.
+
+    ``size(batch)`` says how many items a batch holds (log records, or metric data points); a
+    failed export adds them to ``failures``, reported once per interval. ``muted`` (a forked
+    child's copy of its parent's metrics) sends nothing and says it succeeded.
+    """
+
+    def __init__(self, inner: Any, failures: Tally, size: Any) -> None:
+        self.inner = inner
+        self.failures = failures
+        self._size = size
+        self.exported = 0
+        self.muted = False
+
+    def export(self, batch: Any, **kwargs: Any) -> Any:
+        if self.muted:
+            return _success(self.inner)
+        ok = False
+        try:
+            result = self.inner.export(batch, **kwargs)
+            ok = getattr(result, "name", None) == "SUCCESS"
+            return result
+        finally:
+            try:
+                count = self._size(batch)
+            except Exception:
+                count = 1
+            if ok:
+                self.exported += count
+            elif count:
+                self.failures.add(count)
+
+    def shutdown(self, *args: Any, **kwargs: Any) -> Any:
+        if self.muted:  # a forked child's copy: the exporter may still serve the child
+            return None
+        return self.inner.shutdown(*args, **kwargs)
+
+    def force_flush(self, *args: Any, **kwargs: Any) -> Any:
+        return self.inner.force_flush(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:  # _preferred_temporality and the like
+        return getattr(self.inner, name)
+
+
+def _success(inner: Any) -> Any:
+    module = type(inner).__module__
+    if "metric" in module:
+        from opentelemetry.sdk.metrics.export import MetricExportResult
+
+        return MetricExportResult.SUCCESS
+    from opentelemetry.sdk._logs.export import LogExportResult
+
+    return LogExportResult.SUCCESS
