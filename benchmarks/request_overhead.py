@@ -147,8 +147,8 @@ def worker(variant: str) -> None:
 class Discard:
     """benchmarks/discard.py in a process of its own: one loopback listener per exporting variant."""
 
-    def __init__(self, variants: list[str]) -> None:
-        specs = [f"{v}:{EXPORT_VARIANTS[v]}" for v in variants if EXPORT_VARIANTS.get(v)]
+    def __init__(self, variants: list[str], kinds: dict[str, str | None] = EXPORT_VARIANTS) -> None:
+        specs = [f"{v}:{kinds[v]}" for v in variants if kinds.get(v)]
         self.process = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "benchmarks", "discard.py"), *specs],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
