@@ -15,6 +15,9 @@ exporter. Then, batch by batch, in CPU microseconds per span (the median of the 
   those two is the HTTP send (requests, urllib3, the socket);
 - **export over gRPC**: the same with the OTLP/gRPC exporter (CPU of the whole process: gRPC's
   own threads count);
+- **direct writer**: ``benchmarks/otlp_direct.py``'s prototype, which writes the protobuf bytes
+  itself (encode and serialise in one), checked here to decode to the same request as
+  ``encode_spans``' on every batch;
 - **span, made and ended**: one SDK span through the public API with the same attributes and two
   events and no span processor: the object churn a direct path would replace.
 
@@ -33,6 +36,7 @@ from typing import Any, Callable
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.otlp_direct import DirectEncoder  # noqa: E402
 from benchmarks.request_overhead import Discard, _runner  # noqa: E402
 
 
@@ -113,6 +117,7 @@ def main() -> None:
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
     batches = {variant: request_spans(variant, args.batch) for variant in ("sigobs", "otel")}
     discard = Discard(["encode-http", "encode-grpc"], {"encode-http": "otlp-http", "encode-grpc": "otlp-grpc"})
@@ -122,7 +127,7 @@ def main() -> None:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; batches of "
               f"{args.batch} request spans, median of {args.repeats}; CPU microseconds per span")
         print(f"{'spans of':<10}{'attrs':>6}{'events':>7}{'bytes':>7}{'encode':>9}{'serialise':>10}"
-              f"{'HTTP export':>12}{'of it send':>11}{'gRPC export':>12}{'span churn':>11}")
+              f"{'HTTP export':>12}{'of it send':>11}{'gRPC export':>12}{'direct':>8}{'span churn':>11}")
         for variant, spans in batches.items():
             message = encode_spans(spans)
             size = len(message.SerializeToString()) / len(spans)
@@ -130,11 +135,15 @@ def main() -> None:
             serialise = cpu_per_span(message.SerializeToString, len(spans), args.repeats, time.thread_time_ns)
             over_http = cpu_per_span(lambda: http.export(spans), len(spans), args.repeats, time.process_time_ns)
             over_grpc = cpu_per_span(lambda: grpc.export(spans), len(spans), args.repeats, time.process_time_ns)
+            direct = DirectEncoder()
+            if ExportTraceServiceRequest.FromString(direct.encode(spans)) != message:
+                raise SystemExit(f"the direct writer's request differs from encode_spans' ({variant})")
+            written = cpu_per_span(lambda: direct.encode(spans), len(spans), args.repeats, time.thread_time_ns)
             made = churn(spans, args.repeats)
             attributes = len(spans[0].attributes)
             events = len(spans[0].events)
             print(f"{variant:<10}{attributes:>6}{events:>7}{size:>7.0f}{encode:>9.1f}{serialise:>10.1f}"
-                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{made:>11.1f}")
+                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{written:>8.1f}{made:>11.1f}")
         received = discard.received()
         print(f"received: {received}")
         http.shutdown()

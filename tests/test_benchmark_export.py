@@ -75,3 +75,42 @@ def test_the_discard_server_counts_spans_per_listener_and_answers_an_empty_respo
     finally:
         discard.stop()
     assert discard.process.returncode == 0
+
+
+def test_the_prototype_direct_writer_encodes_what_the_sdk_encoder_does():
+    """benchmarks/otlp_direct.py is measured against encode_spans: it must say the same thing,
+    for what a request span can hold and what limits drop, byte for byte."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+    from opentelemetry.trace import TraceState, set_span_in_context
+
+    from benchmarks.otlp_direct import DirectEncoder
+
+    memory = InMemorySpanExporter()
+    for limits in (SpanLimits(), SpanLimits(max_span_attributes=3, max_events=1, max_event_attributes=1)):
+        provider = TracerProvider(resource=Resource.create({"service.name": "équipe", "n": 3}), span_limits=limits)
+        provider.add_span_processor(SimpleSpanProcessor(memory))
+        tracer = provider.get_tracer("scope", "1.2", schema_url="https://opentelemetry.io/schemas/1.21.0")
+        remote = SpanContext(0x1234, 0x5678, is_remote=True, trace_flags=TraceFlags(1),
+                             trace_state=TraceState([("vendor", "v1")]))
+        with tracer.start_as_current_span("GET /a", kind=SpanKind.SERVER, context=set_span_in_context(
+                NonRecordingSpan(remote)), links=[Link(remote, {"link.n": 1})],
+                attributes={"s": "ü", "b": False, "i": -7, "f": 0.5, "big": 2**62, "seq": ["x", "y"],
+                            "ints": (1, 2), "empty": ""}) as span:
+            span.add_event("one", {"request.id": "r", "t": True}, timestamp=5)
+            span.add_event("two")
+            span.set_status(Status(StatusCode.ERROR, "boom"))
+            with tracer.start_as_current_span("child", kind=SpanKind.CLIENT):
+                pass
+        provider.get_tracer("other").start_span("no scope version").end()
+    spans = memory.get_finished_spans()
+    assert any(span.dropped_attributes for span in spans) and any(span.dropped_events for span in spans)
+    mine = DirectEncoder().encode(spans)
+    theirs = encode_spans(spans)
+    assert ExportTraceServiceRequest.FromString(mine) == theirs
+    assert mine == theirs.SerializeToString()
