@@ -18,8 +18,12 @@ exporter. Then, batch by batch, in CPU microseconds per span (the median of the 
 - **direct writer**: ``benchmarks/otlp_direct.py``'s prototype, which writes the protobuf bytes
   itself (encode and serialise in one), checked here to decode to the same request as
   ``encode_spans``' on every batch;
+- **direct, records**: the same writer on plain records holding the same values as plain
+  attributes (``Record``, no properties to call): what it would cost on a direct path's own span;
 - **span, made and ended**: one SDK span through the public API with the same attributes and two
-  events and no span processor: the object churn a direct path would replace.
+  events and no span processor: the object churn a direct path would replace;
+- **record, made**: one ``Record`` with the same attributes and events, filled as a request would
+  fill it (its attributes dict built, two events appended): the churn a direct path would pay.
 
 It prints numbers; it does not pass or fail.
 """
@@ -72,6 +76,58 @@ def request_spans(variant: str, count: int) -> list[Any]:
     spans = list(memory.get_finished_spans())
     assert len(spans) == count, (variant, len(spans))
     return spans
+
+
+class Record:
+    """What a direct path's request span could be: the fields the writer reads, nothing else."""
+
+    __slots__ = ("context", "parent", "name", "kind", "start_time", "end_time", "attributes", "dropped_attributes",
+                 "events", "dropped_events", "links", "dropped_links", "status", "resource", "instrumentation_scope")
+
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+class RecordEvent:
+    __slots__ = ("name", "timestamp", "attributes", "dropped_attributes")
+
+    def __init__(self, name: str, timestamp: int, attributes: dict[str, Any]) -> None:
+        self.name, self.timestamp, self.attributes, self.dropped_attributes = name, timestamp, attributes, 0
+
+
+def records(spans: list[Any]) -> list[Record]:
+    return [Record(context=span.context, parent=span.parent, name=span.name, kind=span.kind,
+                   start_time=span.start_time, end_time=span.end_time, attributes=dict(span.attributes),
+                   dropped_attributes=0, events=[RecordEvent(e.name, e.timestamp, dict(e.attributes))
+                                                 for e in span.events],
+                   dropped_events=0, links=(), dropped_links=0, status=span.status, resource=span.resource,
+                   instrumentation_scope=span.instrumentation_scope) for span in spans]
+
+
+def record_churn(spans: list[Any], repeats: int) -> float:
+    """One Record filled as a request fills its span: attributes set one by one, two events."""
+    template = spans[0]
+    attributes = list(template.attributes.items())
+    events = [(event.name, dict(event.attributes or {})) for event in template.events]
+    context, kind, status, resource, scope = (template.context, template.kind, template.status, template.resource,
+                                              template.instrumentation_scope)
+    count = 1000
+    clock = time.time_ns
+
+    def work() -> None:
+        for _ in range(count):
+            values: dict[str, Any] = {}
+            for key, value in attributes:
+                values[key] = value
+            record = Record(context=context, parent=None, name=template.name, kind=kind, start_time=clock(),
+                            attributes=values, dropped_attributes=0, events=[], dropped_events=0, links=(),
+                            dropped_links=0, status=status, resource=resource, instrumentation_scope=scope)
+            for name, event_attributes in events:
+                record.events.append(RecordEvent(name, clock(), event_attributes))
+            record.end_time = clock()
+
+    return cpu_per_span(work, count, repeats, time.thread_time_ns)
 
 
 def cpu_per_span(work: Callable[[], Any], spans: int, repeats: int, clock: Callable[[], int]) -> float:
@@ -127,7 +183,8 @@ def main() -> None:
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}; batches of "
               f"{args.batch} request spans, median of {args.repeats}; CPU microseconds per span")
         print(f"{'spans of':<10}{'attrs':>6}{'events':>7}{'bytes':>7}{'encode':>9}{'serialise':>10}"
-              f"{'HTTP export':>12}{'of it send':>11}{'gRPC export':>12}{'direct':>8}{'span churn':>11}")
+              f"{'HTTP export':>12}{'of it send':>11}{'gRPC export':>12}{'direct':>8}{'records':>8}{'span made':>10}"
+              f"{'record made':>12}")
         for variant, spans in batches.items():
             message = encode_spans(spans)
             size = len(message.SerializeToString()) / len(spans)
@@ -139,11 +196,17 @@ def main() -> None:
             if ExportTraceServiceRequest.FromString(direct.encode(spans)) != message:
                 raise SystemExit(f"the direct writer's request differs from encode_spans' ({variant})")
             written = cpu_per_span(lambda: direct.encode(spans), len(spans), args.repeats, time.thread_time_ns)
+            plain = records(spans)
+            if direct.encode(plain) != direct.encode(spans):
+                raise SystemExit(f"the records encode differently from their spans ({variant})")
+            on_records = cpu_per_span(lambda: direct.encode(plain), len(spans), args.repeats, time.thread_time_ns)
             made = churn(spans, args.repeats)
+            record_made = record_churn(spans, args.repeats)
             attributes = len(spans[0].attributes)
             events = len(spans[0].events)
             print(f"{variant:<10}{attributes:>6}{events:>7}{size:>7.0f}{encode:>9.1f}{serialise:>10.1f}"
-                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{written:>8.1f}{made:>11.1f}")
+                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{written:>8.1f}{on_records:>8.1f}{made:>10.1f}"
+                  f"{record_made:>12.1f}")
         received = discard.received()
         print(f"received: {received}")
         http.shutdown()
