@@ -8,7 +8,8 @@ or ``elastic`` (POST /intake/v2/events, and the server information the agent ask
 Each NAME gets a listener of its own on 127.0.0.1, so what arrives is counted per variant
 without looking at headers. It prints one line of JSON, ``{"NAME": "http://127.0.0.1:PORT",
 ...}`` (``127.0.0.1:PORT`` for gRPC), then answers each line read on stdin with a JSON object
-of what each NAME received so far (``{"NAME": {"requests": R, "spans": S, "bytes": B}}``), and
+of what each NAME received so far (``{"NAME": {"requests": R, "spans": S, "bytes": B}}``, and
+``"cpu_s"``: this process's own CPU seconds since it was ready, to show it is not the bottleneck), and
 exits when stdin closes: the benchmark that started it bounds its life.
 
 It runs in its own process, so its CPU time is not the measured variants'; it counts spans
@@ -23,6 +24,7 @@ import gzip
 import json
 import sys
 import threading
+import time
 import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -154,8 +156,11 @@ def main(specs: list[str]) -> None:
         else:
             raise SystemExit(f"discard: unknown kind {kind!r} in {spec!r}")
     print(json.dumps(addresses), flush=True)
+    ready = time.process_time()  # start-up (imports, listeners) is not what the exports cost it
     for _line in sys.stdin:
-        print(json.dumps({name: tally.as_dict() for name, tally in tallies.items()}), flush=True)
+        counts: dict[str, Any] = {name: tally.as_dict() for name, tally in tallies.items()}
+        counts["cpu_s"] = time.process_time() - ready
+        print(json.dumps(counts), flush=True)
 
 
 if __name__ == "__main__":

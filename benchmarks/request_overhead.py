@@ -257,6 +257,11 @@ def compare(rounds: int, count: int, chosen: list[str] | None = None) -> list[di
                      "x_otel": medians[variant] / medians["otel"], "per_round": per_round,
                      "per_round_otel": per_round_otel, "path": paths[variant], "dropped": said,
                      "other": other, "received": got})
+    posts = sum(counts["requests"] for name, counts in received.items() if name != "cpu_s")
+    if posts:
+        print(f"\nthe endpoint (benchmarks/discard.py, its own process) took {received['cpu_s']:.2f} s of CPU for "
+              f"{posts} export requests, {received['cpu_s'] / posts * 1000:.2f} ms each (decoding included), "
+              f"while the exporters waited for its answers")
     return rows
 
 
