@@ -205,8 +205,8 @@ def main() -> None:
             attributes = len(spans[0].attributes)
             events = len(spans[0].events)
             print(f"{variant:<10}{attributes:>6}{events:>7}{size:>7.0f}{encode:>9.1f}{serialise:>10.1f}"
-                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{written:>8.1f}{on_records:>8.1f}{made:>10.1f}"
-                  f"{record_made:>12.1f}")
+                  f"{over_http:>12.1f}{over_http - encode - serialise:>11.1f}{over_grpc:>12.1f}{written:>8.1f}"
+                  f"{on_records:>8.1f}{made:>10.1f}{record_made:>12.1f}")
         received = discard.received()
         print(f"received: {received}")
         http.shutdown()

@@ -57,10 +57,14 @@ LABELS = {
     "otel-otlp": "`opentelemetry-instrumentation-flask` alone (the standard), OTLP/HTTP",
     "otel-otlp-grpc": "the standard alone, OTLP/gRPC",
     "sigobs-no-export": "flask-sigobs, default settings, no span processor (no endpoint: nothing queued or sent)",
-    "sigobs-otlp": "**flask-sigobs, default settings**, its own provider from `OTEL_EXPORTER_OTLP_ENDPOINT`, OTLP/HTTP",
-    "sigobs-otlp-grpc": "flask-sigobs, default settings, its own provider, OTLP/gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`)",
-    "sigobs-app-provider-otlp": "flask-sigobs, default settings, the app's own provider + `BatchSpanProcessor` + `OTLPSpanExporter`",
-    "sigobs-otel-span-otlp": "flask-sigobs on the standard span (`SIGOBS_SPAN_SOURCE=otel`), its own provider, OTLP/HTTP",
+    "sigobs-otlp": "**flask-sigobs, default settings**, its own provider from `OTEL_EXPORTER_OTLP_ENDPOINT`, "
+                   "OTLP/HTTP",
+    "sigobs-otlp-grpc": "flask-sigobs, default settings, its own provider, OTLP/gRPC "
+                        "(`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`)",
+    "sigobs-app-provider-otlp": "flask-sigobs, default settings, the app's own provider + `BatchSpanProcessor` + "
+                                "`OTLPSpanExporter`",
+    "sigobs-otel-span-otlp": "flask-sigobs on the standard span (`SIGOBS_SPAN_SOURCE=otel`), its own provider, "
+                             "OTLP/HTTP",
     "elastic-apm-send": "elastic-apm's Flask integration, sending to a local APM server endpoint",
     "sentry-send": "sentry-sdk's Flask integration, tracing on, sending to a local DSN",
 }
