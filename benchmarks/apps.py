@@ -30,7 +30,9 @@ VARIANTS = ["bare", "otel", "handwritten", "sigobs-otel-span", "sigobs", "sigobs
 #: standard alone (its own BatchSpanProcessor and OTLP exporter, over HTTP and gRPC); flask-sigobs by
 #: default with its own provider set up from the OTEL_* variables (HTTP and gRPC); flask-sigobs by
 #: default with the app's own provider, BatchSpanProcessor and OTLPSpanExporter; flask-sigobs on the
-#: standard span with its own provider; the peers, pointed at loopback. ``sigobs-no-export``: no
+#: standard span with its own provider; the peers, pointed at loopback. ``sigobs-otlp-direct-writer``: the
+#: default with its own provider whose exporter writes the protobuf bytes itself (benchmarks/otlp_direct.py,
+#: a prototype: the first step of a direct path, measured in the request, not a path of the library). ``sigobs-no-export``: no
 #: span processor at all (no OTEL endpoint), the floor under every export, for the accounting.
 EXPORT_VARIANTS = {
     "otel-otlp": "otlp-http",
@@ -40,6 +42,7 @@ EXPORT_VARIANTS = {
     "sigobs-otlp-grpc": "otlp-grpc",
     "sigobs-app-provider-otlp": "otlp-http",
     "sigobs-otel-span-otlp": "otlp-http",
+    "sigobs-otlp-direct-writer": "otlp-http",
     "elastic-apm-send": "elastic",
     "sentry-send": "sentry",
 }
@@ -100,6 +103,35 @@ def _otlp_exporter(protocol: str) -> Any:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter(endpoint=f"{endpoint()}/v1/traces")
+
+
+class DirectWriterExporter:
+    """OTLP/HTTP with benchmarks/otlp_direct.py's writer: the SDK exporter's POST, without encode_spans.
+
+    Like the SDK's OTLPSpanExporter with its defaults (no compression; a retry only after a failure,
+    which the discard endpoint never answers): one POST of application/x-protobuf per batch."""
+
+    def __init__(self, url: str) -> None:
+        import requests
+
+        from benchmarks.otlp_direct import DirectEncoder
+
+        self.url = url
+        self.session = requests.Session()
+        self.encoder = DirectEncoder()
+
+    def export(self, spans: Sequence[Any]) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        response = self.session.post(self.url, data=self.encoder.encode(spans), timeout=10,
+                                     headers={"Content-Type": "application/x-protobuf"})
+        return SpanExportResult.SUCCESS if response.ok else SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        self.session.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
 
 
 def flush(final: bool = False) -> None:
@@ -185,6 +217,8 @@ def _exporting(app: Flask, variant: str, log_file: str) -> None:
             from opentelemetry import trace
 
             trace.set_tracer_provider(_provider(_otlp_exporter(kind)))
+        elif variant == "sigobs-otlp-direct-writer":  # its own provider, with the prototype writer's exporter
+            app.config["SIGOBS_SPAN_EXPORTER"] = DirectWriterExporter(f"{endpoint()}/v1/traces")
         else:  # flask-sigobs sets up its own provider from the standard variables
             os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint() if kind == "otlp-http" else f"http://{endpoint()}"
             os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc" if kind == "otlp-grpc" else "http/protobuf"

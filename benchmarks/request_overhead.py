@@ -65,6 +65,8 @@ LABELS = {
                                 "`OTLPSpanExporter`",
     "sigobs-otel-span-otlp": "flask-sigobs on the standard span (`SIGOBS_SPAN_SOURCE=otel`), its own provider, "
                              "OTLP/HTTP",
+    "sigobs-otlp-direct-writer": "flask-sigobs, default settings, its own provider, OTLP/HTTP written by the "
+                                 "prototype direct writer (`benchmarks/otlp_direct.py`; not in the library)",
     "elastic-apm-send": "elastic-apm's Flask integration, sending to a local APM server endpoint",
     "sentry-send": "sentry-sdk's Flask integration, tracing on, sending to a local DSN",
 }

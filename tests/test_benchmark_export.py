@@ -23,7 +23,7 @@ sys.path.insert(0, ROOT)
 pytestmark = pytest.mark.slow
 
 VARIANTS = ["otel-otlp", "otel-otlp-grpc", "sigobs-otlp", "sigobs-otlp-grpc", "sigobs-app-provider-otlp",
-            "sigobs-otel-span-otlp"]
+            "sigobs-otel-span-otlp", "sigobs-otlp-direct-writer"]
 
 
 def test_the_exporting_variants_deliver_every_span_and_count_the_export_thread(tmp_path):
