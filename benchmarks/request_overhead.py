@@ -4,17 +4,26 @@
     python benchmarks/request_overhead.py --memory        # + resident memory, 10k vs 100k requests
     python benchmarks/request_overhead.py --server        # + gunicorn on loopback under wrk
     python benchmarks/request_overhead.py --instructions  # + instructions per request (valgrind)
-    python benchmarks/request_overhead.py --markdown FILE # + the table as Markdown, for docs/speed.md
+    python benchmarks/request_overhead.py --markdown FILE # + the tables as Markdown, for docs/speed.md
+    python benchmarks/request_overhead.py --variants bare,otel,otel-otlp,sigobs,sigobs-otlp  # only these
 
 Each variant runs in its own worker process (the peers patch Flask globally), the app's WSGI
-callable called directly on one small route, no network. The parent interleaves rounds across
-the workers, so a noisy neighbour hits every variant alike, and reports medians in microseconds
-per request and each ratio to bare Flask. It prints numbers; it does not pass or fail.
+callable called directly on one small route. The parent interleaves rounds across the workers,
+so a noisy neighbour hits every variant alike, and reports medians in microseconds per request
+and each ratio to bare Flask. It prints numbers; it does not pass or fail.
+
+The first variants send their spans to an exporter that drops them (what the request pays); the
+exporting ones (``apps.EXPORT_VARIANTS``) send them for real to ``benchmarks/discard.py``, a
+server in another process on loopback that counts what arrives and discards it: its CPU is not
+the variants', theirs (the export thread's, gRPC's own threads') is, since a worker's time is
+its whole process's. Each exporting worker flushes at the end, and the table says how many of
+the spans it made reached the endpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import random
@@ -31,7 +40,7 @@ from typing import Any
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from benchmarks.apps import VARIANTS, make, path_taken  # noqa: E402
+from benchmarks.apps import EXPORT_VARIANTS, VARIANTS, flush, make, path_taken  # noqa: E402
 
 PATH = "/items/7"
 
@@ -45,7 +54,24 @@ LABELS = {
     "sigobs-line-by-line": "flask-sigobs writing each line at once (`SIGOBS_LOG_FLUSH_INTERVAL=0`)",
     "elastic-apm": "elastic-apm's Flask integration (sending disabled)",
     "sentry": "sentry-sdk's Flask integration, tracing on (a transport that drops)",
+    "otel-otlp": "`opentelemetry-instrumentation-flask` alone (the standard), OTLP/HTTP",
+    "otel-otlp-grpc": "the standard alone, OTLP/gRPC",
+    "sigobs-no-export": "flask-sigobs, default settings, no span processor (no endpoint: nothing queued or sent)",
+    "sigobs-otlp": "**flask-sigobs, default settings**, its own provider from `OTEL_EXPORTER_OTLP_ENDPOINT`, "
+                   "OTLP/HTTP",
+    "sigobs-otlp-grpc": "flask-sigobs, default settings, its own provider, OTLP/gRPC "
+                        "(`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`)",
+    "sigobs-app-provider-otlp": "flask-sigobs, default settings, the app's own provider + `BatchSpanProcessor` + "
+                                "`OTLPSpanExporter`",
+    "sigobs-otel-span-otlp": "flask-sigobs on the standard span (`SIGOBS_SPAN_SOURCE=otel`), its own provider, "
+                             "OTLP/HTTP",
+    "sigobs-otlp-direct-writer": "flask-sigobs, default settings, its own provider, OTLP/HTTP written by the "
+                                 "prototype direct writer (`benchmarks/otlp_direct.py`; not in the library)",
+    "elastic-apm-send": "elastic-apm's Flask integration, sending to a local APM server endpoint",
+    "sentry-send": "sentry-sdk's Flask integration, tracing on, sending to a local DSN",
 }
+#: The variant each table puts in bold.
+HEADLINE = ("sigobs", "sigobs-otlp")
 #: The packages whose versions a run depends on most, named with its table.
 VERSIONS = ("flask", "werkzeug", "opentelemetry-sdk", "opentelemetry-instrumentation-flask", "structlog",
             "sentry-sdk", "elastic-apm")
@@ -58,16 +84,21 @@ def _environ() -> dict[str, Any]:
                           environ_base={"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "50000"}).get_environ()
 
 
-def _runner(app: Any) -> Any:
+def _runner(app: Any, flush: Any = None) -> Any:
+    """``run(count)``: ``count`` requests, and with ``flush``, everything they made handed to the
+    exporter and sent before the clock stops (a round's last partial batch would otherwise leave
+    on the batch processor's timer while the worker waits for its next round: uncounted)."""
     base = _environ()
 
     def start_response(status: str, headers: Any, exc_info: Any = None) -> None:
         pass
 
-    def run(count: int) -> float:
+    def run(count: int) -> tuple[float, float]:
         # CPU time of this process (all its threads, the batch processor's included): what the
         # requests cost, without the time other processes on this small machine took the CPU.
+        # The request thread's own share is taken too: the rest is the other threads' (export).
         begin = time.process_time_ns()
+        begin_thread = time.thread_time_ns()
         for _ in range(count):
             body = app(dict(base), start_response)
             for _chunk in body:
@@ -75,7 +106,11 @@ def _runner(app: Any) -> Any:
             close = getattr(body, "close", None)
             if close is not None:
                 close()
-        return (time.process_time_ns() - begin) / count / 1000
+        if flush is not None:
+            flush()
+        process = time.process_time_ns() - begin
+        other = process - (time.thread_time_ns() - begin_thread)
+        return process / count / 1000, other / count / 1000
 
     return run
 
@@ -97,24 +132,55 @@ class _DropCounter:
 
 
 def worker(variant: str) -> None:
-    """Serve 'N' commands on stdin: run N requests, answer microseconds per request; at the end,
-    say how many of the spans the batch processor dropped because its queue was full."""
+    """Serve 'N' commands on stdin: run N requests, answer microseconds per request (the process's
+    and its threads' other than the request thread's); at the end, send what is left and say how
+    many of the spans the batch processor dropped because its queue was full."""
     drops = _DropCounter()
     app = make(variant)
-    run = _runner(app)
+    run = _runner(app, flush)
     run(1000)  # warm up: caches, first-use set-up, lazy imports
     served = 1000
     print(f"ready {path_taken(app)}", flush=True)
     for line in sys.stdin:
-        print(f"{run(int(line)):.3f}", flush=True)
+        print("%.3f %.3f" % run(int(line)), flush=True)
         served += int(line)
+    flush(final=True)  # what is still queued reaches the endpoint before discard.py is asked what arrived
     from flask_sigobs import spanqueue
 
     print(f"{drops.count + spanqueue.dropped_spans()} {served}", flush=True)
 
 
+class Discard:
+    """benchmarks/discard.py in a process of its own: one loopback listener per exporting variant."""
+
+    def __init__(self, variants: list[str], kinds: dict[str, str | None] = EXPORT_VARIANTS) -> None:
+        specs = [f"{v}:{kinds[v]}" for v in variants if kinds.get(v)]
+        self.process = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "benchmarks", "discard.py"), *specs],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise SystemExit("benchmarks/discard.py failed to start")
+        self.addresses: dict[str, str] = json.loads(line)
+
+    def received(self) -> dict[str, dict[str, int]]:
+        self.process.stdin.write("\n")  # type: ignore[union-attr]
+        self.process.stdin.flush()  # type: ignore[union-attr]
+        return json.loads(self.process.stdout.readline())  # type: ignore[union-attr]
+
+    def stop(self) -> None:
+        self.process.stdin.close()  # type: ignore[union-attr]
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
 def _available(variant: str) -> bool:
-    modules = {"elastic-apm": "elasticapm", "sentry": "sentry_sdk"}
+    modules = {"elastic-apm": "elasticapm", "sentry": "sentry_sdk", "elastic-apm-send": "elasticapm",
+               "sentry-send": "sentry_sdk", "otel-otlp-grpc": "opentelemetry.exporter.otlp.proto.grpc",
+               "sigobs-otlp-grpc": "opentelemetry.exporter.otlp.proto.grpc"}
     if variant not in modules:
         return True
     try:
@@ -124,13 +190,17 @@ def _available(variant: str) -> bool:
         return False
 
 
-def compare(rounds: int, count: int) -> list[dict[str, Any]]:
-    variants = [v for v in VARIANTS if _available(v)]
+def compare(rounds: int, count: int, chosen: list[str] | None = None) -> list[dict[str, Any]]:
+    variants = [v for v in VARIANTS if _available(v) and (chosen is None or v in chosen or v in ("bare", "otel"))]
+    discard = Discard(variants)
     workers = {}
     for variant in variants:
+        env = dict(os.environ)
+        if variant in discard.addresses:
+            env["SIGOBS_BENCH_ENDPOINT"] = discard.addresses[variant]
         workers[variant] = subprocess.Popen(
             [sys.executable, __file__, "--worker", variant], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, cwd=ROOT)
+            text=True, cwd=ROOT, env=env)
     paths: dict[str, str] = {}
     for variant, process in workers.items():
         said = process.stdout.readline().strip()  # type: ignore[union-attr]
@@ -138,6 +208,7 @@ def compare(rounds: int, count: int) -> list[dict[str, Any]]:
             raise SystemExit(f"worker {variant} failed to start")
         paths[variant] = said[len("ready "):] or "-"
     samples: dict[str, list[float]] = {v: [] for v in variants}
+    others: dict[str, list[float]] = {v: [] for v in variants}
     try:
         for _ in range(rounds):
             order = variants[:]
@@ -146,37 +217,57 @@ def compare(rounds: int, count: int) -> list[dict[str, Any]]:
                 process = workers[variant]
                 process.stdin.write(f"{count}\n")  # type: ignore[union-attr]
                 process.stdin.flush()  # type: ignore[union-attr]
-                samples[variant].append(float(process.stdout.readline()))  # type: ignore[union-attr]
+                cpu, other = process.stdout.readline().split()  # type: ignore[union-attr]
+                samples[variant].append(float(cpu))
+                others[variant].append(float(other))
     finally:
         drops = {}
         for variant, process in workers.items():
             process.stdin.close()  # type: ignore[union-attr]
+        for variant, process in workers.items():
             last = process.stdout.readline().split()  # type: ignore[union-attr]
             drops[variant] = (int(last[0]), int(last[1])) if len(last) == 2 else None
-            process.wait(30)
+            process.wait(60)
+        received = discard.received()
+        discard.stop()
     medians = {v: statistics.median(s) for v, s in samples.items()}
     bare = medians["bare"]
     print(f"\nIn-process, {rounds} interleaved rounds of {count} requests to GET {PATH} "
           f"(median CPU microseconds per request; ratio to bare Flask; spread = min..max of rounds; "
           f"per round = the middle half of each round's own ratio to bare Flask, and to otel, which a "
-          f"noisy moment shared by both sways less)")
-    print(f"{'variant':<28}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<12}"
-          f"{'per round':<12}{'path':<12}spans dropped (queue full)")
-    print(f"{'':<28}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<12}{'x otel':<12}")
+          f"noisy moment shared by both sways less; other threads = the CPU of threads other than the "
+          f"request thread, the export thread's included, per request; received = spans the endpoint "
+          f"(benchmarks/discard.py) decoded, of the requests served)")
+    print(f"{'variant':<28}{'us/request':>11}{'x bare':>8}{'x otel':>8}   {'spread':<14}{'per round':<13}"
+          f"{'per round':<13}{'other':>7}  {'path':<12}{'dropped':<16}received")
+    print(f"{'':<28}{'':>11}{'':>8}{'':>8}   {'':<14}{'x bare':<13}{'x otel':<13}{'threads':>7}")
     rows = []
     for variant in variants:
         spread = f"{min(samples[variant]):.1f}..{max(samples[variant]):.1f}"
         per_round = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["bare"])])
         per_round_otel = _middle_half([mine / theirs for mine, theirs in zip(samples[variant], samples["otel"])])
         dropped = drops.get(variant)
-        said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry") else \
-            f"{dropped[0]} of {dropped[1]}"
+        said = "-" if dropped is None or variant in ("bare", "elastic-apm", "sentry", "elastic-apm-send",
+                                                     "sentry-send") else f"{dropped[0]} of {dropped[1]}"
+        got = "-"
+        if variant in received:
+            spans = received[variant]["spans"]
+            got = f"{spans} of {dropped[1]}" if dropped else str(spans)
+            if dropped and spans < dropped[1]:
+                got += f" ({dropped[1] - spans} LOST)"  # dropped by a full queue, or never sent
+        other = statistics.median(others[variant])
         print(f"{variant:<28}{medians[variant]:>11.1f}{medians[variant] / bare:>8.2f}"
-              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<12}{per_round_otel:<12}"
-              f"{paths[variant]:<12}{said}")
+              f"{medians[variant] / medians['otel']:>8.2f}   {spread:<14}{per_round:<13}{per_round_otel:<13}"
+              f"{other:>7.1f}  {paths[variant]:<12}{said:<16}{got}")
         rows.append({"variant": variant, "us": medians[variant], "x_bare": medians[variant] / bare,
                      "x_otel": medians[variant] / medians["otel"], "per_round": per_round,
-                     "per_round_otel": per_round_otel, "path": paths[variant], "dropped": said})
+                     "per_round_otel": per_round_otel, "path": paths[variant], "dropped": said,
+                     "other": other, "received": got})
+    posts = sum(counts["requests"] for name, counts in received.items() if name != "cpu_s")
+    if posts:
+        print(f"\nthe endpoint (benchmarks/discard.py, its own process) took {received['cpu_s']:.2f} s of CPU for "
+              f"{posts} export requests, {received['cpu_s'] / posts * 1000:.2f} ms each (decoding included), "
+              f"while the exporters waited for its answers")
     return rows
 
 
@@ -198,10 +289,27 @@ def markdown(rows: list[dict[str, Any]], rounds: int, count: int) -> str:
             f"{platform.python_version()}, {platform.system()} {platform.release()} ({platform.machine()}); "
             f"{versions}. Median CPU time per request of {rounds} interleaved rounds of {count} requests; "
             f"\"middle half\" is the first to third quartile of each round's own ratio to bare Flask.")
-    lines = [head, "", "| variant | CPU us / request | x bare Flask | x standard | middle half, x bare | path | spans dropped |",
-             "|---|---:|---:|---:|---:|---|---:|"]
-    for row in rows:
-        mark = "**" if row["variant"] == "sigobs" else ""
+    lines = [head]
+    exporting = [row for row in rows if row["variant"] in EXPORT_VARIANTS]
+    dropping = [row for row in rows if row["variant"] not in EXPORT_VARIANTS]
+    if exporting:
+        bare = next(row for row in rows if row["variant"] == "bare")
+        lines += ["", "With real export (each variant sends to a local endpoint in another process that decodes, "
+                  "counts and discards; \"other threads\" is the CPU per request of threads other than the "
+                  "request's, the export thread's included, counted in the total):", "",
+                  "| variant | CPU us / request | x bare Flask | middle half, x bare | other threads, us | "
+                  "spans dropped | spans received |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for row in [bare] + exporting:
+            mark = "**" if row["variant"] in HEADLINE else ""
+            lines.append(f"| {LABELS.get(row['variant'], row['variant'])} | {mark}{row['us']:.1f}{mark} "
+                         f"| {mark}{row['x_bare']:.2f}{mark} | {row['per_round']} | {row['other']:.1f} "
+                         f"| {'' if row['dropped'] == '-' else row['dropped']} "
+                         f"| {'' if row['received'] == '-' else row['received']} |")
+        lines += ["", "With an exporter that drops (what the request itself pays):"]
+    lines += ["", "| variant | CPU us / request | x bare Flask | x standard | middle half, x bare | path | spans dropped |",
+              "|---|---:|---:|---:|---:|---|---:|"]
+    for row in dropping:
+        mark = "**" if row["variant"] in HEADLINE else ""
         dropped = "" if row["dropped"] == "-" else f"{mark}{row['dropped']}{mark}"
         figures = (f"{mark}{row['us']:.1f}{mark}", f"{mark}{row['x_bare']:.2f}{mark}",
                    f"{mark}{row['x_otel']:.2f}{mark}")
@@ -328,7 +436,7 @@ def instructions() -> None:
         return
     from concurrent.futures import ThreadPoolExecutor
 
-    variants = [v for v in VARIANTS if _available(v)]
+    variants = [v for v in VARIANTS if _available(v) and v not in EXPORT_VARIANTS]  # no endpoint here
     jobs = [(v, n) for v in variants for n in (SHORT, LONG)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         counts = dict(zip(jobs, pool.map(lambda job: _instructions(*job, valgrind), jobs)))
@@ -346,6 +454,7 @@ def main() -> None:
     parser.add_argument("--memory-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--count-worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--variants", help="only these variants, comma-separated (bare and otel always run)")
     parser.add_argument("--requests", type=int, default=2000, help="requests per round per variant")
     parser.add_argument("--memory", action="store_true", help="also measure memory over 100,000 requests")
     parser.add_argument("--server", action="store_true", help="also run gunicorn under wrk")
@@ -365,7 +474,7 @@ def main() -> None:
         memory_worker()
         return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}")
-    rows = compare(args.rounds, args.requests)
+    rows = compare(args.rounds, args.requests, args.variants.split(",") if args.variants else None)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as out:
             out.write(markdown(rows, args.rounds, args.requests))

@@ -85,6 +85,16 @@ def http(url: str, method: str = "GET", data: bytes | None = None,
         return error.code, dict(error.headers), error.read()
 
 
+@pytest.fixture(autouse=True)
+def _audit_trail_of_its_own(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's apps keep their audit trail in a folder of the test's own (unless they name
+    one): not in the checkout's instance folder, and no brute-force count carried over from another
+    test's failed logins (tests/e2e/stack.py's ``audit_place`` does the same for servers)."""
+    folder = tmp_path_factory.mktemp("audit")
+    monkeypatch.setenv("SIGOBS_AUDIT_URL", f"sqlite:///{folder}/audit.db")
+    monkeypatch.setenv("SIGOBS_AUDIT_JOURNAL", str(folder / "journal"))
+
+
 @pytest.fixture(params=["signals", "otel"])
 def span_source(request: pytest.FixtureRequest) -> str:
     """Each test that observes an app runs with both span sources, unless it names one (``otel``

@@ -30,6 +30,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
+from .e2e.stack import audit_place
+
 if TYPE_CHECKING:  # typing.Self is 3.11's: the suite runs on 3.10 too
     from typing_extensions import Self
 
@@ -342,6 +344,7 @@ def server_env(**overrides: str | None) -> dict[str, str]:
            if not k.startswith(("OTEL_", "SIGOBS_")) and k not in ("PYTEST_CURRENT_TEST",)}
     env["PYTHONPATH"] = str(REPO)
     env["OTEL_TRACES_EXPORTER"] = "none"
+    env.update(audit_place())  # a trail of its own (see audit_place)
     for key, value in overrides.items():
         if value is None:
             env.pop(key, None)

@@ -20,6 +20,8 @@ from typing import Any, Callable
 
 import pytest
 
+from .e2e.stack import audit_place
+
 ROOT = Path(__file__).resolve().parent.parent
 _SCRIPT = Path(sys.executable).with_name("sigobs")
 # the console script when installed beside this interpreter, else the module
@@ -30,7 +32,7 @@ def env(**extra: str) -> dict[str, str]:
     """A clean environment: UTC, no colour preferences inherited from the developer's shell."""
     base = {k: v for k, v in os.environ.items()
             if k not in ("NO_COLOR", "FORCE_COLOR", "SIGOBS_JAEGER_URL", "TERM")}
-    base.update(TZ="UTC", PYTHONIOENCODING="utf-8")
+    base.update(TZ="UTC", PYTHONIOENCODING="utf-8", **audit_place())  # a trail of its own (see audit_place)
     base.update(extra)
     return base
 

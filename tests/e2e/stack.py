@@ -19,6 +19,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -125,13 +126,26 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def audit_place() -> dict[str, str]:
+    """A fresh folder for an app's audit trail (``SIGOBS_AUDIT_URL``, ``SIGOBS_AUDIT_JOURNAL``).
+
+    The trail is on by default, in the app's instance folder: every test app would write into the
+    checkout, and its brute-force counts (failed logins per user and address, from the shared
+    database) would carry over from one test's logins to the next one's, until a tour's login is
+    locked out. Each app a test starts gets a trail of its own instead, unless it names one."""
+    folder = tempfile.mkdtemp(prefix="sigobs-audit-")
+    return {"SIGOBS_AUDIT_URL": f"sqlite:///{folder}/audit.db", "SIGOBS_AUDIT_JOURNAL": f"{folder}/journal"}
+
+
 def clean_environ(**extra: str) -> dict[str, str]:
-    """This process's environment without any ``OTEL_*`` or ``SIGOBS_*`` variable, plus ``extra``.
+    """This process's environment without any ``OTEL_*`` or ``SIGOBS_*`` variable, plus ``extra``
+    (and a fresh audit trail's place: :func:`audit_place`).
 
     Jaeger and the Collector are OpenTelemetry SDK users themselves: given the app's ``OTEL_*``
     variables they would trace themselves into the results.
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "SIGOBS_"))}
+    env.update(audit_place())
     env.update(extra)
     return env
 
