@@ -352,6 +352,16 @@ def _purge(store: Store, args: argparse.Namespace) -> int:
     return 0
 
 
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell: empty for NULL, and a NUL character written as ``\\x00`` (a hostile name can hold
+    one; Python 3.10's csv module refuses to write it, and no SIEM wants it raw)."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and "\x00" in value:
+        return value.replace("\x00", "\\x00")
+    return value
+
+
 def _export(store: Store, args: argparse.Namespace) -> int:
     clause, params = where(args)
     rows = store.iterate(_SELECT + clause + " ORDER BY time, id", params)
@@ -364,7 +374,7 @@ def _export(store: Store, args: argparse.Namespace) -> int:
             writer = csv.writer(out)
             writer.writerow([FIELD_NAMES[c] for c in COLUMNS])
             for row in rows:
-                writer.writerow(["" if v is None else v for v in row[1:]])
+                writer.writerow([_csv_cell(v) for v in row[1:]])
     finally:
         if out is not sys.stdout:
             out.close()
