@@ -55,10 +55,12 @@ def span_limits(environ: Any = None) -> SpanLimits:
     return SpanLimits(max_attribute_length=MAX_ATTRIBUTE_LENGTH)
 
 
-def export_timeout(environ: Any = None) -> float:
-    """The exporter's timeout in seconds: the standard variables, bounded to (0, 30]."""
+def export_timeout(environ: Any = None, signal: str = "TRACES") -> float:
+    """The timeout in seconds of ``signal``'s exporter (``TRACES``, ``LOGS``, ``METRICS``): the
+    standard variables (``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT``, else ``OTEL_EXPORTER_OTLP_TIMEOUT``),
+    bounded to (0, 30]."""
     environ = os.environ if environ is None else environ
-    key = "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT" if environ.get("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT") \
+    key = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT" if environ.get(f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT") \
         else "OTEL_EXPORTER_OTLP_TIMEOUT"
     raw = environ.get(key)
     if not raw:

@@ -13,33 +13,14 @@ as the span export queue does.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Mapping
 
 from ..config import ConfigError
 from ..errors import Tally, report_once
+from ..otel_setup import export_timeout  # one reading of the timeout variables for all three signals
 
-DEFAULT_EXPORT_TIMEOUT = 10.0
-MAX_EXPORT_TIMEOUT = 30.0
 KINDS = ("otlp", "console", "none")
-
-
-def export_timeout(signal: str, environ: Mapping[str, str]) -> float:
-    """``OTEL_EXPORTER_OTLP_<SIGNAL>_TIMEOUT`` or ``OTEL_EXPORTER_OTLP_TIMEOUT``, bounded to (0, 30] s."""
-    key = f"OTEL_EXPORTER_OTLP_{signal}_TIMEOUT"
-    if not environ.get(key):
-        key = "OTEL_EXPORTER_OTLP_TIMEOUT"
-    raw = environ.get(key)
-    if not raw:
-        return DEFAULT_EXPORT_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{key} must be a number of seconds, not {raw!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        return DEFAULT_EXPORT_TIMEOUT
-    return min(value, MAX_EXPORT_TIMEOUT)
 
 
 def endpoint_configured(signal: str, environ: Mapping[str, str]) -> bool:
@@ -61,7 +42,7 @@ def log_exporter(environ: Mapping[str, str] | None = None) -> Any:
         report_once("logs_no_endpoint", "flask-sigobs: log records are on but no OTLP endpoint is set "
                     "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT): none are sent")
         return None
-    timeout = export_timeout("LOGS", environ)
+    timeout = export_timeout(environ, "LOGS")
     if protocol("LOGS", environ) == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
 
@@ -78,7 +59,7 @@ def metric_exporter(environ: Mapping[str, str] | None = None) -> Any:
         report_once("metrics_no_endpoint", "flask-sigobs: metrics are on but no OTLP endpoint is set "
                     "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT): none are sent")
         return None
-    timeout = export_timeout("METRICS", environ)
+    timeout = export_timeout(environ, "METRICS")
     if protocol("METRICS", environ) == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
 
