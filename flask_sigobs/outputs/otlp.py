@@ -13,6 +13,7 @@ as the span export queue does.
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Mapping
 
@@ -37,36 +38,29 @@ def protocol(signal: str, environ: Mapping[str, str]) -> str:
 
 def log_exporter(environ: Mapping[str, str] | None = None) -> Any:
     """The OTLP log record exporter the standard variables ask for, or None (no endpoint)."""
-    environ = os.environ if environ is None else environ
-    if not endpoint_configured("LOGS", environ):
-        report_once("logs_no_endpoint", "flask-sigobs: log records are on but no OTLP endpoint is set "
-                    "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_LOGS_ENDPOINT): none are sent")
-        return None
-    timeout = export_timeout(environ, "LOGS")
-    if protocol("LOGS", environ) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as Grpc
-
-        return Grpc(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as Http
-
-    return Http(timeout=timeout, session=_session())
+    return _exporter("LOGS", "log records", "opentelemetry.exporter.otlp.proto.grpc._log_exporter",
+                     "opentelemetry.exporter.otlp.proto.http._log_exporter", "OTLPLogExporter", environ)
 
 
 def metric_exporter(environ: Mapping[str, str] | None = None) -> Any:
     """The OTLP metric exporter the standard variables ask for, or None (no endpoint)."""
+    return _exporter("METRICS", "metrics", "opentelemetry.exporter.otlp.proto.grpc.metric_exporter",
+                     "opentelemetry.exporter.otlp.proto.http.metric_exporter", "OTLPMetricExporter", environ)
+
+
+def _exporter(signal: str, what: str, grpc_module: str, http_module: str, name: str,
+              environ: Mapping[str, str] | None) -> Any:
+    """``signal``'s OTLP exporter (gRPC or HTTP, as its protocol variable says), imported only once
+    asked for (the gRPC one needs the ``[grpc]`` extra), or None and one line when no endpoint is set."""
     environ = os.environ if environ is None else environ
-    if not endpoint_configured("METRICS", environ):
-        report_once("metrics_no_endpoint", "flask-sigobs: metrics are on but no OTLP endpoint is set "
-                    "(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_METRICS_ENDPOINT): none are sent")
+    if not endpoint_configured(signal, environ):
+        report_once(f"{signal.lower()}_no_endpoint", f"flask-sigobs: {what} are on but no OTLP endpoint is set "
+                    f"(OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_{signal}_ENDPOINT): none are sent")
         return None
-    timeout = export_timeout(environ, "METRICS")
-    if protocol("METRICS", environ) == "grpc":
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as Grpc
-
-        return Grpc(timeout=timeout)
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as Http
-
-    return Http(timeout=timeout, session=_session())
+    timeout = export_timeout(environ, signal)
+    if protocol(signal, environ) == "grpc":
+        return getattr(importlib.import_module(grpc_module), name)(timeout=timeout)
+    return getattr(importlib.import_module(http_module), name)(timeout=timeout, session=_session())
 
 
 def _session() -> Any:
